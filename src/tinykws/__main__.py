@@ -1,0 +1,5 @@
+"""`python -m tinykws` (also what `torchrun -m tinykws train ...` launches)."""
+
+from tinykws.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,109 @@
+"""Audio I/O: read WAV/FLAC as 16 kHz mono float32, write 16-bit WAV, pad or trim to a clip.
+
+Samples are float32 in [-1, 1]; int16 files map with a scale of 1/32768. Reading checks the file
+(exists, decodes, non-empty, finite) and raises `TinyKWSError` naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+
+from tinykws.errors import TinyKWSError
+from tinykws.log import logger
+
+SAMPLE_RATE_HZ = 16000
+CLIP_SAMPLES = 16000
+
+
+def read_audio(path: str | os.PathLike, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """Read a WAV or FLAC file as mono float32 at `sample_rate_hz`, at its own length.
+
+    Multi-channel audio is averaged to mono (with a warning); other sample rates are resampled
+    with a polyphase filter.
+
+    Returns:
+        float32 array, shape (samples,), values in [-1, 1].
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise TinyKWSError(f"{path}: no such audio file")
+    if path.stat().st_size == 0:
+        raise TinyKWSError(f"{path}: empty file (0 bytes)")
+    try:
+        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
+        reason = str(exc).split("\n")[0].strip() or type(exc).__name__
+        raise TinyKWSError(f"{path}: not a readable WAV/FLAC file ({reason})") from None
+    if samples.shape[0] == 0:
+        raise TinyKWSError(f"{path}: contains no audio samples")
+    if not np.isfinite(samples).all():
+        raise TinyKWSError(f"{path}: contains NaN or infinite samples")
+    if samples.shape[1] > 1:
+        logger.warning(f"{path}: {samples.shape[1]} channels mixed down to mono")
+    mono = samples.mean(axis=1, dtype=np.float32)
+    if rate != sample_rate_hz:
+        mono = resample(mono, rate, sample_rate_hz)
+    return mono
+
+
+def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Polyphase resampling (scipy's resample_poly with its default Kaiser window)."""
+    from scipy.signal import resample_poly
+
+    g = gcd(int(from_hz), int(to_hz))
+    out = resample_poly(samples.astype(np.float64), to_hz // g, from_hz // g)
+    return out.astype(np.float32)
+
+
+def pad_or_trim(samples: np.ndarray, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """Centre `samples` in a clip of `length`: zero-pad both sides, or cut both ends equally.
+
+    Example:
+        >>> pad_or_trim(np.ones(2, np.float32), 4).tolist()
+        [0.0, 1.0, 1.0, 0.0]
+        >>> pad_or_trim(np.arange(6, dtype=np.float32), 4).tolist()
+        [1.0, 2.0, 3.0, 4.0]
+    """
+    n = samples.shape[0]
+    if n == length:
+        return samples
+    if n > length:
+        start = (n - length) // 2
+        return samples[start : start + length]
+    out = np.zeros(length, dtype=samples.dtype)
+    start = (length - n) // 2
+    out[start : start + n] = samples
+    return out
+
+
+def load_clip(path: str | os.PathLike, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """Read a file and centre it in a 1 s (by default) 16 kHz clip. float32, shape (length,)."""
+    return pad_or_trim(read_audio(path), length)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """float32 [-1, 1] -> int16, scaled by 32767 and rounded half away from zero, clipped."""
+    scaled = np.clip(samples.astype(np.float64) * 32767.0, -32768, 32767)
+    return (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int16)
+
+
+def to_float32(samples: np.ndarray) -> np.ndarray:
+    """int16 -> float32 in [-1, 1) (divide by 32768, soundfile's convention)."""
+    return samples.astype(np.float32) / 32768.0
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz=SAMPLE_RATE_HZ) -> None:
+    """Write mono 16-bit PCM WAV atomically. float input is converted with `to_int16`."""
+    import soundfile as sf
+
+    from tinykws.io import atomic_write
+
+    pcm = samples if samples.dtype == np.int16 else to_int16(samples)
+    with atomic_write(path, "wb") as f:
+        sf.write(f, pcm, sample_rate_hz, subtype="PCM_16", format="WAV")
