@@ -7,6 +7,8 @@ Samples are float32 in [-1, 1]; int16 files map with a scale of 1/32768. Reading
 from __future__ import annotations
 
 import os
+import re
+import struct
 from math import gcd
 from pathlib import Path
 
@@ -36,9 +38,15 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int = SAMPLE_RATE_HZ) ->
     if path.stat().st_size == 0:
         raise TinyKWSError(f"{path}: empty file (0 bytes)")
     try:
+        check_wav_length(path)
+    except OSError as exc:
+        raise TinyKWSError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
         samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
         reason = str(exc).split("\n")[0].strip() or type(exc).__name__
+        # libsndfile repeats the file name ("Error opening 'x.wav': ..."); we print it once.
+        reason = re.sub(r"^Error opening .*?: ", "", reason)
         raise TinyKWSError(f"{path}: not a readable WAV/FLAC file ({reason})") from None
     if samples.shape[0] == 0:
         raise TinyKWSError(f"{path}: contains no audio samples")
@@ -50,6 +58,33 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int = SAMPLE_RATE_HZ) ->
     if rate != sample_rate_hz:
         mono = resample(mono, rate, sample_rate_hz)
     return mono
+
+
+def check_wav_length(path: Path) -> None:
+    """Raise if a RIFF/WAVE file holds fewer audio bytes than its header declares.
+
+    libsndfile silently reads what is there from a cut-off WAV, so a truncated download would
+    pass as a shorter clip; the header's data-chunk size tells us what should be there.
+    Streams written with an unknown length (size 0 or 0xFFFFFFFF) are not checked.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        position = 12
+        while position + 8 <= size:
+            f.seek(position)
+            chunk_id, chunk_bytes = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                available = size - position - 8
+                if chunk_bytes not in (0, 0xFFFFFFFF) and available < chunk_bytes:
+                    raise TinyKWSError(
+                        f"{path}: truncated WAV file (header declares {chunk_bytes} bytes of "
+                        f"audio, the file holds {available}); copy or download it again"
+                    )
+                return
+            position += 8 + chunk_bytes + (chunk_bytes & 1)  # chunks are padded to even size
 
 
 def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
@@ -88,8 +123,16 @@ def load_clip(path: str | os.PathLike, length: int = CLIP_SAMPLES) -> np.ndarray
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
-    """float32 [-1, 1] -> int16, scaled by 32767 and rounded half away from zero, clipped."""
-    scaled = np.clip(samples.astype(np.float64) * 32767.0, -32768, 32767)
+    """float32 [-1, 1] -> int16, scaled by 32768, rounded half away from zero, clipped.
+
+    The inverse of `to_float32` (and of soundfile's int16 -> float reading), so an int16 file
+    read as float and converted back gives its samples unchanged; +1.0 clips to 32767.
+
+    Example:
+        >>> to_int16(to_float32(np.array([-32768, -1, 0, 1, 32767], np.int16))).tolist()
+        [-32768, -1, 0, 1, 32767]
+    """
+    scaled = np.clip(samples.astype(np.float64) * 32768.0, -32768, 32767)
     return (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int16)
 
 

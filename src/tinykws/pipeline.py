@@ -1,0 +1,140 @@
+"""Run a recipe stage by stage into a run directory, resuming what is already done.
+
+A run directory holds the resolved `recipe.toml`, one folder per stage, `stages/<stage>.json`
+markers for completed stages, `metrics.json`, `final.json` (which file is the run's model) and
+`report.html`. A stage's marker stores a key that hashes its own config and the keys of the
+stages before it: re-running skips a stage whose key matches, and redoes it (and what follows)
+when its config or anything upstream changed. `force` redoes a named stage and those after it.
+
+Under `torchrun`, every process runs the stages up to training; only rank 0 writes markers
+and goes on to the later stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tinykws.cache import DEFAULT_CACHE_DIR, content_key
+from tinykws.config import dump_toml, to_dict
+from tinykws.errors import TinyKWSError
+from tinykws.io import write_json, write_text
+from tinykws.log import logger
+from tinykws.predictor import FINAL_MODEL_FILE
+
+
+@dataclass
+class Run:
+    """A run directory and what its stages share (loaded once, on first use)."""
+
+    recipe: Any
+    dir: Path
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.recipe.data.cache_dir) if self.recipe.data.cache_dir else DEFAULT_CACHE_DIR
+
+    @property
+    def is_main(self) -> bool:
+        return int(os.environ.get("RANK", "0")) == 0
+
+    def stage_dir(self, stage: str) -> Path:
+        path = self.dir / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def outputs(self, stage: str) -> dict:
+        """What a completed stage recorded in its marker."""
+        marker = self.dir / "stages" / f"{stage}.json"
+        if not marker.is_file():
+            raise TinyKWSError(f"{self.dir}: stage '{stage}' has not run; add it to the recipe")
+        return json.loads(marker.read_text())["outputs"]
+
+    def set_final_model(self, relative: str) -> None:
+        """Point the run's final model (what `tinykws evaluate RUN` uses) at `relative`."""
+        write_json(self.dir / FINAL_MODEL_FILE, {"model": relative})
+
+    def update_metrics(self, section: str, values: dict) -> None:
+        """Merge `values` into metrics.json under `section`."""
+        path = self.dir / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        metrics[section] = values
+        write_json(path, metrics)
+
+
+def stage_table() -> dict[str, Any]:
+    """Stage name -> function(run) -> outputs dict, in execution order."""
+    from tinykws import stages
+
+    return {
+        "data": stages.stage_data,
+        "train": stages.stage_train,
+        "evaluate": stages.stage_evaluate,
+        "report": stages.stage_report,
+    }
+
+
+# Names are needed to validate recipes without importing the stage implementations.
+STAGES = ("data", "train", "evaluate", "report")
+
+
+def stage_config(recipe, stage: str) -> Any:
+    """The part of the recipe a stage depends on (hashed into its marker key)."""
+    sections = {
+        "data": (recipe.data,),
+        "train": (recipe.frontend, recipe.model, recipe.train),
+        "evaluate": (recipe.evaluate,),
+        "report": (),
+    }
+    return sections.get(stage, (recipe.extra.get(stage, {}),))
+
+
+def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
+    """Run every stage of `recipe` into `out_dir`, skipping stages already done with the same key."""
+    run = Run(recipe=recipe, dir=Path(out_dir))
+    run.dir.mkdir(parents=True, exist_ok=True)
+    if run.is_main:
+        write_text(run.dir / "recipe.toml", dump_toml(recipe.to_dict()))
+    table = stage_table()
+    bad = [s for s in force if s not in recipe.stages]
+    if bad:
+        raise TinyKWSError(f"--force {bad[0]}: not a stage of this recipe ({', '.join(recipe.stages)})")
+    upstream, redo = "", False
+    for stage in [s for s in table if s in recipe.stages]:
+        key = content_key(stage, stage_config(recipe, stage), upstream)
+        redo = redo or stage in force
+        if not redo and _is_done(run, stage, key):
+            logger.info(f"[{stage}] done already, skipped")
+        else:
+            redo = True  # everything after a redone stage is redone too
+            _run_stage(run, stage, table[stage], key)
+            if not run.is_main:
+                break
+        upstream = key
+    return run
+
+
+def _is_done(run: Run, stage: str, key: str) -> bool:
+    marker = run.dir / "stages" / f"{stage}.json"
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("key") == key
+    except json.JSONDecodeError:
+        return False
+
+
+def _run_stage(run: Run, stage: str, function, key: str) -> None:
+    logger.info(f"[{stage}] running")
+    start = time.perf_counter()
+    outputs = function(run) or {}
+    seconds = time.perf_counter() - start
+    if run.is_main:
+        marker = {"key": key, "seconds": round(seconds, 2), "outputs": to_dict(outputs)}
+        write_json(run.dir / "stages" / f"{stage}.json", marker)
+    logger.info(f"[{stage}] finished in {seconds:.1f} s")

@@ -1,0 +1,114 @@
+"""A model file of any kind, loaded as something that turns features into class scores.
+
+`load_predictor(path, backend)` accepts a checkpoint (.safetensors), a run directory (its final
+model) and, once registered by the exporters, .tflite / .onnx files and integer graphs. Every
+predictor exposes the labels, the front-end config and normalisation it expects, and
+`logits(features)` on un-normalised features (N, frames, bins) -> float32 (N, classes).
+
+Example:
+    >>> sorted(LOADERS)[:1]
+    ['.safetensors']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from tinykws.errors import TinyKWSError
+
+FINAL_MODEL_FILE = "final.json"  # in a run directory: {"model": "<relative path>"}
+
+
+class Predictor(Protocol):
+    labels: tuple[str, ...]
+    meta: dict
+
+    def logits(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class TorchPredictor:
+    """A float (or fake-quant) PyTorch model with its labels and front end."""
+
+    module: Any
+    meta: dict
+    device: Any = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.meta["labels"])
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        from tinykws.train import pick_device, predict_logits
+
+        device = self.device or pick_device("auto")
+        self.module.to(device)
+        return predict_logits(self.module, features, normalization(self.meta), device).numpy()
+
+
+def normalization(meta: dict):
+    """The feature normalisation stored in a model's metadata."""
+    from tinykws.features import Normalization
+
+    norm = meta["normalization"]
+    return Normalization(mean=tuple(norm["mean"]), std=tuple(norm["std"]))
+
+
+def frontend(meta: dict):
+    """The `FrontEnd` a model was trained with."""
+    from tinykws.features import FrontEnd, frontend_config
+
+    return FrontEnd(frontend_config(meta["frontend"]))
+
+
+def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
+    """Load a checkpoint as a PyTorch model (rebuilt from its config; no code executed)."""
+    from tinykws.checkpoint import load_checkpoint
+    from tinykws.models import build_model, config_from_dict
+
+    if backend != "torch":
+        raise TinyKWSError(f"{path}: backend '{backend}' needs a quantized model; this is float")
+    tensors, meta = load_checkpoint(path)
+    for key in ("model", "labels", "frontend", "normalization"):
+        if key not in meta:
+            raise TinyKWSError(f"{path}: checkpoint has no '{key}' entry; not a tinykws model")
+    module = build_model(config_from_dict(meta["model"]))
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise TinyKWSError(f"{path}: weights do not fit the model config ({exc})") from None
+    module.eval()
+    return TorchPredictor(module=module, meta=meta)
+
+
+# Suffix -> loader(path, backend). Exporters and the quantizer add entries for their files.
+LOADERS: dict[str, Any] = {".safetensors": load_torch}
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A model file, or the final model of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        final = path / FINAL_MODEL_FILE
+        if not final.is_file():
+            raise TinyKWSError(f"{path}: a folder with no {FINAL_MODEL_FILE}; is it a finished run?")
+        return path / json.loads(final.read_text())["model"]
+    if not path.exists():
+        raise TinyKWSError(f"{path}: no such model file or run directory")
+    return path
+
+
+def load_predictor(path: str | Path, backend: str = "torch") -> Predictor:
+    """Load any supported model file (see `LOADERS`) or a run directory's final model."""
+    path = resolve_model_path(path)
+    suffix = path.suffix if path.is_file() else "/"
+    loader = LOADERS.get(suffix)
+    if loader is None:
+        known = ", ".join(sorted(LOADERS))
+        raise TinyKWSError(f"{path}: unknown model file type '{suffix}'; expected one of {known}")
+    return loader(path, backend)

@@ -1,0 +1,137 @@
+"""Recipes: one TOML file that names the stages of a run and configures each.
+
+    name = "demo"
+    [data]        # DataConfig fields, plus root / cache_dir / [data.synth] / [data.near_miss]
+    [frontend]    # preset = "mfcc", plus any FrontEndConfig field to override
+    [model]       # preset = "dscnn_s", plus widths etc. to override
+    [train]       # TrainConfig, with [train.augment]
+    [evaluate]    # splits to score
+
+Every table is validated: an unknown key is an error naming the valid keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from tinykws.config import check_choice, from_dict, load_toml, to_dict, unknown_key_message
+from tinykws.errors import TinyKWSError
+from tinykws.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Where the audio comes from and how it is labelled and split.
+
+    Attributes:
+        root: a Speech Commands-layout folder; empty means the synthetic corpus.
+        cache_dir: where decoded audio and features are cached (default: ~/.cache/tinykws).
+        synth: synthetic-corpus settings (used when `root` is empty).
+        near_miss: optional TTS corpus of near-miss words added to `_unknown_` for training.
+        dataset: labelling / split settings (DataConfig: preset, unknown_fraction, ...).
+    """
+
+    root: str = ""
+    cache_dir: str = ""
+    synth: Any = None
+    near_miss: Any = None
+    dataset: Any = None
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Which splits the evaluate stage scores (each gets a JSON file and a confusion matrix)."""
+
+    splits: tuple[str, ...] = ("validation",)
+
+    def __post_init__(self):
+        for split in self.splits:
+            check_choice("evaluate.splits", split, ("train", "validation", "test"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole run, validated."""
+
+    name: str
+    stages: tuple[str, ...]
+    data: DataSection
+    frontend: dict
+    model: dict
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    extra: dict = field(default_factory=dict)  # later stages' tables (prune, quantize, ...)
+
+    def to_dict(self) -> dict:
+        """Plain data for recipe.toml in the run directory (round-trips through `parse`)."""
+        out = {"name": self.name, "stages": list(self.stages)}
+        data = {"root": self.data.root, "cache_dir": self.data.cache_dir}
+        data |= to_dict(self.data.dataset)
+        for key in ("synth", "near_miss"):
+            if getattr(self.data, key) is not None:
+                data[key] = to_dict(getattr(self.data, key))
+        out |= {"data": data, "frontend": self.frontend, "model": self.model}
+        out |= {"train": to_dict(self.train), "evaluate": to_dict(self.evaluate)}
+        return out | self.extra
+
+
+DEFAULT_STAGES = ("data", "train", "evaluate", "report")
+SECTIONS = ("name", "stages", "data", "frontend", "model", "train", "evaluate")
+
+
+def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Validate plain recipe data (a parsed TOML document) into a `Recipe`."""
+    from tinykws.pipeline import STAGES
+
+    valid = set(SECTIONS) | set(STAGES)
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        raise TinyKWSError(unknown_key_message(unknown[0], valid, where))
+    stages = tuple(raw.get("stages", DEFAULT_STAGES))
+    for stage in stages:
+        check_choice("stages", stage, tuple(STAGES))
+    frontend, model = dict(raw.get("frontend", {})), dict(raw.get("model", {}))
+    _check_frontend_and_model(frontend, model)
+    return Recipe(
+        name=str(raw.get("name", "run")),
+        stages=stages,
+        data=parse_data_section(raw.get("data", {})),
+        frontend=frontend,
+        model=model,
+        train=from_dict(TrainConfig, raw.get("train", {}), "train"),
+        evaluate=from_dict(EvaluateConfig, raw.get("evaluate", {}), "evaluate"),
+        extra={k: raw[k] for k in raw if k not in SECTIONS},
+    )
+
+
+def parse_data_section(raw: dict[str, Any]) -> DataSection:
+    """The [data] table: DataConfig fields plus root, cache_dir, [synth] and [near_miss]."""
+    from tinykws.data.speech_commands import DataConfig
+    from tinykws.data.synth import SynthConfig
+
+    raw = dict(raw)
+    own = {f.name for f in fields(DataSection)} - {"dataset"}
+    section = {k: raw.pop(k) for k in list(raw) if k in own}
+    valid = own | {f.name for f in fields(DataConfig)}
+    unknown = sorted(set(raw) - valid)
+    if unknown:
+        raise TinyKWSError(unknown_key_message(unknown[0], valid, "data"))
+    for key in ("synth", "near_miss"):
+        if key in section:
+            section[key] = from_dict(SynthConfig, section[key], f"data.{key}")
+    return DataSection(dataset=from_dict(DataConfig, raw, "data"), **section)
+
+
+def _check_frontend_and_model(frontend: dict, model: dict) -> None:
+    from tinykws.features import FrontEnd, frontend_config
+    from tinykws.models import model_config
+
+    shape = FrontEnd(frontend_config(frontend)).output_shape
+    model_config(model, n_classes=2, input_shape=shape)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file."""
+    return parse(load_toml(path), where=str(path))

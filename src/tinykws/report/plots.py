@@ -1,0 +1,78 @@
+"""Figures for runs: training curves, confusion matrix, bar charts. matplotlib is imported lazily
+and uses the non-interactive Agg backend, so plotting works on headless machines."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from tinykws.io import save_figure
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_history(history: dict, out_png: str | os.PathLike) -> None:
+    """Loss and accuracy per epoch, training vs validation, side by side."""
+    plt = pyplot()
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "accuracy", "accuracy")):
+        ax.plot(epochs, history[f"train_{key}"], label="training")
+        ax.plot(epochs, history[f"val_{key}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if history.get("best_epoch"):
+        axes[1].axvline(history["best_epoch"], color="grey", ls="--", lw=0.8)
+    save_figure(fig, out_png)
+
+
+def plot_confusion(result: dict, out_png: str | os.PathLike) -> None:
+    """Confusion matrix (counts) with a row-normalised (recall) column and a column-normalised
+    (precision) row, as MATLAB's confusionchart with row and column summaries."""
+    plt = pyplot()
+    labels, cm = result["labels"], np.array(result["confusion"], dtype=np.float64)
+    k = len(labels)
+    recall = np.divide(np.diag(cm), cm.sum(1), out=np.zeros(k), where=cm.sum(1) > 0)
+    precision = np.divide(np.diag(cm), cm.sum(0), out=np.zeros(k), where=cm.sum(0) > 0)
+    size = 0.55 * k + 2.5
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(np.pad(shown, ((0, 1), (0, 1))), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if shown[i, j] > 0.5 else "black")
+        ax.text(k, i, f"{100 * recall[i]:.0f}%", ha="center", va="center", fontsize=7)
+        ax.text(i, k, f"{100 * precision[i]:.0f}%", ha="center", va="center", fontsize=7)
+    ticks = [*labels, ""]
+    ax.set_xticks(range(k + 1), [*ticks[:-1], "recall"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k + 1), [*ticks[:-1], "precision"], fontsize=8)
+    ax.axhline(k - 0.5, color="black", lw=0.8)
+    ax.axvline(k - 0.5, color="black", lw=0.8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result.get('split', '')} accuracy {100 * result['accuracy']:.1f}%")
+    save_figure(fig, out_png)
+
+
+def plot_bars(values: dict[str, float], ylabel: str, title: str, out_png) -> None:
+    """One bar per entry (e.g. learnables of original / pruned / quantized), value on top."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(1.4 * len(values) + 2, 3.2))
+    bars = ax.bar(list(values), list(values.values()), color="#4c72b0")
+    ax.bar_label(bars, labels=[f"{v:,.0f}" for v in values.values()], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    save_figure(fig, out_png)

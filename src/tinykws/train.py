@@ -1,0 +1,260 @@
+"""Training: `fit(model, data, config, out_dir)` with checkpoints, resume, early stopping and DDP.
+
+Loss is cross-entropy, class-weighted by inverse frequency and optionally label-smoothed.
+Training batches are augmented waveforms run through the torch front end (or cached features
+when augmentation is off); validation always reads cached features. Launched with `torchrun`,
+each process trains on its shard of every epoch and gradients are averaged (DDP: gloo on CPU,
+NCCL on CUDA); every process evaluates the whole validation split so they stop together, and
+only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinykws.config import check_choice, check_range, to_dict
+from tinykws.data.augment import AugmentConfig, augment_waves, spec_augment
+from tinykws.distributed import DistContext
+from tinykws.errors import TinyKWSError
+from tinykws.io import write_json
+from tinykws.log import logger
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Defaults suit a DS-CNN on Speech Commands.
+
+    Attributes:
+        epochs, batch_size: the usual.
+        optimizer: "sgd" (with momentum), "adam" or "adamw".
+        lr, momentum, weight_decay: optimizer settings.
+        schedule: "constant", "step" (×step_gamma every step_epochs), "cosine" or "onecycle".
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        class_weighted: weight the loss by inverse class frequency (normalised to mean 1).
+        monitor: "val_accuracy" or "val_loss" picks the best checkpoint.
+        patience: stop after this many epochs without improvement (0 = never stop early).
+        seed: seeds shuffling, augmentation and initialisation.
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        augment: on-the-fly augmentation of training batches.
+    """
+
+    epochs: int = 30
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    step_epochs: int = 5
+    step_gamma: float = 0.1
+    label_smoothing: float = 0.05
+    class_weighted: bool = True
+    monitor: str = "val_accuracy"
+    patience: int = 0
+    seed: int = 0
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        check_choice("train.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("train.schedule", self.schedule, SCHEDULES)
+        check_choice("train.monitor", self.monitor, ("val_accuracy", "val_loss"))
+        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        check_range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise TinyKWSError("train.epochs, train.batch_size and train.lr must be positive")
+
+
+OPTIMIZERS = {
+    "sgd": lambda p, c: torch.optim.SGD(
+        p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+    ),
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
+}
+
+SCHEDULES = {
+    "constant": lambda opt, c, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0),
+    "step": lambda opt, c, steps: torch.optim.lr_scheduler.StepLR(
+        opt, step_size=c.step_epochs * steps, gamma=c.step_gamma
+    ),
+    "cosine": lambda opt, c, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=c.epochs * steps
+    ),
+    "onecycle": lambda opt, c, steps: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=c.lr, total_steps=c.epochs * steps
+    ),
+}
+
+
+@dataclass
+class TrainingData:
+    """What `fit` needs, already loaded.
+
+    Attributes:
+        frontend: a `tinykws.features.FrontEnd` (used on augmented waveforms).
+        normalization: per-bin `Normalization` fitted on the training features.
+        train_waves: int16 (N, samples) training clips (read when augmenting).
+        train_features: float32 (N, frames, bins) un-normalised cached features.
+        train_labels / val_labels: int64 class indices.
+        val_features: float32 (M, frames, bins).
+        noise: float32 (K,) background recordings concatenated (for noise mixing).
+        class_weights: float32 (n_classes,), mean 1.
+    """
+
+    frontend: object
+    normalization: object
+    train_waves: np.ndarray
+    train_features: np.ndarray
+    train_labels: np.ndarray
+    val_features: np.ndarray
+    val_labels: np.ndarray
+    noise: np.ndarray
+    class_weights: np.ndarray
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when asked for or available ("auto"), else CPU."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TinyKWSError("train.device is 'cuda' but no CUDA device is visible")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def fit(model, data: TrainingData, cfg: TrainConfig, out_dir: Path, meta: dict | None = None):
+    """Train `model` in place; write best/last checkpoints and history into `out_dir`.
+
+    `meta` (labels, model and front-end config, normalisation) is stored in the checkpoints so
+    best.safetensors is a usable model file. Resumes from `out_dir/last.safetensors` when
+    present. Returns the history dict (per-epoch train/val loss and accuracy, best epoch).
+    """
+    from tinykws.train_state import TrainState
+
+    out_dir = Path(out_dir)
+    dist = DistContext.from_env()
+    device = dist.device if dist.active else pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    state = TrainState.create(model, data, cfg, out_dir, device, meta)
+    state.maybe_resume()
+    net = dist.wrap(model)
+    start = time.perf_counter()
+    for epoch in range(state.epoch, cfg.epochs):
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws do not depend on resume
+        train_loss, train_acc = _train_epoch(net, state, epoch, dist)
+        val_loss, val_acc = evaluate_features(model, data.val_features, data.val_labels, state)
+        improved = state.record(epoch, train_loss, train_acc, val_loss, val_acc)
+        if dist.is_main:
+            state.save(improved)
+        _log_epoch(epoch, cfg.epochs, state, improved)
+        if cfg.patience and state.epochs_without_improvement >= cfg.patience:
+            logger.info(f"early stop: no improvement for {cfg.patience} epochs")
+            break
+    state.history["seconds"] = state.history.get("seconds", 0.0) + time.perf_counter() - start
+    if dist.is_main:
+        write_json(out_dir / "history.json", state.history)
+    dist.close()
+    state.load_best_into(model)
+    return state.history
+
+
+def _train_epoch(net, state, epoch: int, dist: DistContext) -> tuple[float, float]:
+    from tinykws.progress import make_progress
+
+    data, cfg = state.data, state.cfg
+    order = _epoch_order(len(data.train_labels), cfg.seed, epoch)
+    order = order[dist.rank :: dist.world_size]
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 101 + dist.rank)
+    net.train()
+    total_loss = total_correct = total = 0.0
+    with make_progress() as progress:
+        task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(batches), status="")
+        for index in batches:
+            inputs = training_inputs(np.sort(index), state, gen)
+            labels = torch.from_numpy(data.train_labels[np.sort(index)]).to(state.device)
+            loss, logits = _step(net, inputs, labels, state)
+            total_loss += loss * len(index)
+            total_correct += (logits.argmax(1) == labels).sum().item()
+            total += len(index)
+            progress.update(task, advance=1, status=f"loss {total_loss / total:.3f}")
+    return total_loss / max(total, 1), total_correct / max(total, 1)
+
+
+def _step(net, inputs, labels, state) -> tuple[float, torch.Tensor]:
+    state.optimizer.zero_grad(set_to_none=True)
+    logits = net(inputs)
+    loss = F.cross_entropy(
+        logits, labels, weight=state.loss_weights, label_smoothing=state.cfg.label_smoothing
+    )
+    if not torch.isfinite(loss):
+        raise TinyKWSError("training diverged (loss is NaN or infinite); lower train.lr")
+    loss.backward()
+    state.optimizer.step()
+    state.scheduler.step()
+    return loss.item(), logits.detach()
+
+
+def training_inputs(index: np.ndarray, state, gen: torch.Generator) -> torch.Tensor:
+    """Model inputs (B, 1, frames, bins) for the training clips `index`, augmented if enabled."""
+    data, aug = state.data, state.cfg.augment
+    if aug.enabled:
+        waves = torch.from_numpy(np.asarray(data.train_waves[index])).float() / 32768.0
+        waves = augment_waves(waves, state.noise, aug, gen).to(state.device)
+        feats = data.frontend.torch(waves)
+    else:
+        feats = torch.from_numpy(np.asarray(data.train_features[index])).to(state.device)
+    feats = data.normalization.apply_torch(feats)
+    if aug.enabled:
+        feats = spec_augment(feats, aug, gen)
+    return feats.unsqueeze(1)
+
+
+@torch.no_grad()
+def predict_logits(model, features: np.ndarray, normalization, device, batch_size=512):
+    """Logits (N, classes) float32 for un-normalised features (N, frames, bins)."""
+    model.eval()
+    out = []
+    for start in range(0, len(features), batch_size):
+        chunk = torch.from_numpy(np.array(features[start : start + batch_size])).to(device)
+        out.append(model(normalization.apply_torch(chunk).unsqueeze(1)).float().cpu())
+    if not out:
+        return torch.zeros(0, 0)
+    return torch.cat(out)
+
+
+def evaluate_features(model, features, labels, state) -> tuple[float, float]:
+    """(loss, accuracy) on un-normalised features, using the training loss weights."""
+    logits = predict_logits(model, features, state.data.normalization, state.device)
+    if len(labels) == 0:
+        return math.nan, math.nan
+    target = torch.from_numpy(np.asarray(labels))
+    loss = F.cross_entropy(logits, target, weight=state.loss_weights.cpu()).item()
+    return loss, (logits.argmax(1) == target).float().mean().item()
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _log_epoch(epoch: int, epochs: int, state, improved: bool) -> None:
+    h = state.history
+    mark = " *" if improved else ""
+    logger.info(
+        f"epoch {epoch + 1}/{epochs}: loss {h['train_loss'][-1]:.4f} "
+        f"acc {h['train_accuracy'][-1]:.4f} | val loss {h['val_loss'][-1]:.4f} "
+        f"acc {h['val_accuracy'][-1]:.4f}{mark}"
+    )
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    """The config as plain data (for recipes and checkpoints)."""
+    return to_dict(cfg)

@@ -1,0 +1,125 @@
+"""The mutable state of a training run: optimizer, schedule, history, best metric, resume."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tinykws.checkpoint import (
+    flatten_optimizer_state,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from tinykws.log import logger
+
+LAST = "last.safetensors"
+BEST = "best.safetensors"
+
+
+@dataclass
+class TrainState:
+    """Everything `fit` carries from epoch to epoch; saved to last.safetensors each epoch."""
+
+    model: torch.nn.Module
+    data: Any
+    cfg: Any
+    out_dir: Path
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_weights: torch.Tensor
+    noise: torch.Tensor
+    meta: dict
+    epoch: int = 0
+    best: float = -math.inf
+    epochs_without_improvement: int = 0
+    history: dict = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, model, data, cfg, out_dir, device, meta=None) -> TrainState:
+        from tinykws.distributed import DistContext
+        from tinykws.train import OPTIMIZERS, SCHEDULES
+
+        world = DistContext.from_env().world_size
+        steps = max(1, math.ceil(len(data.train_labels) / world / cfg.batch_size))
+        optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
+        weights = data.class_weights if cfg.class_weighted else np.ones_like(data.class_weights)
+        history = {k: [] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
+        return cls(
+            model=model,
+            data=data,
+            cfg=cfg,
+            out_dir=Path(out_dir),
+            device=device,
+            optimizer=optimizer,
+            scheduler=SCHEDULES[cfg.schedule](optimizer, cfg, steps),
+            loss_weights=torch.as_tensor(weights, dtype=torch.float32).to(device),
+            noise=torch.from_numpy(np.asarray(data.noise, dtype=np.float32)),
+            meta=dict(meta or {}),
+            history=history | {"lr": [], "best_epoch": None},
+        )
+
+    def record(self, epoch, train_loss, train_acc, val_loss, val_acc) -> bool:
+        """Append one epoch to the history; True when the monitored metric improved."""
+        h = self.history
+        h["train_loss"].append(train_loss)
+        h["train_accuracy"].append(train_acc)
+        h["val_loss"].append(val_loss)
+        h["val_accuracy"].append(val_acc)
+        h["lr"].append(self.optimizer.param_groups[0]["lr"])
+        score = val_acc if self.cfg.monitor == "val_accuracy" else -val_loss
+        if math.isnan(score):
+            score = -train_loss  # no validation split: fall back to the training loss
+        self.epoch = epoch + 1
+        if score > self.best:
+            self.best, self.epochs_without_improvement = score, 0
+            h["best_epoch"] = epoch + 1
+            return True
+        self.epochs_without_improvement += 1
+        return False
+
+    def save(self, improved: bool) -> None:
+        """Write last.safetensors (weights + optimizer + schedule) and, if improved, best."""
+        weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt_tensors, opt_info = flatten_optimizer_state(self.optimizer.state_dict())
+        resume = {
+            "epoch": self.epoch,
+            "best": self.best,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "history": self.history,
+            "optimizer": opt_info,
+            "scheduler": self.scheduler.state_dict(),
+        }
+        save_checkpoint(self.out_dir / LAST, weights | opt_tensors, self.meta | {"resume": resume})
+        if improved:
+            save_checkpoint(self.out_dir / BEST, self.model.state_dict(), self.meta)
+
+    def maybe_resume(self) -> None:
+        """Continue from last.safetensors if a previous run of this stage left one."""
+        path = self.out_dir / LAST
+        if not path.is_file():
+            return
+        tensors, meta = load_checkpoint(path)
+        resume = meta["resume"]
+        weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(weights)
+        opt = unflatten_optimizer_state(tensors, resume["optimizer"])
+        self.optimizer.load_state_dict(opt)
+        self.scheduler.load_state_dict(resume["scheduler"])
+        self.epoch, self.best = resume["epoch"], resume["best"]
+        self.epochs_without_improvement = resume["epochs_without_improvement"]
+        self.history = resume["history"]
+        logger.info(f"resuming training from epoch {self.epoch + 1} ({path})")
+
+    def load_best_into(self, model: torch.nn.Module) -> None:
+        """Load the best weights (if any were saved) into `model`."""
+        path = self.out_dir / BEST
+        if path.is_file():
+            tensors, _ = load_checkpoint(path)
+            model.load_state_dict(tensors)

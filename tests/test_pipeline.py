@@ -1,0 +1,115 @@
+"""The recipe runner and the train/evaluate/predict/run verbs, end to end on the tone corpus."""
+
+import json
+import shutil
+
+import pytest
+
+from tinykws.cli import main
+
+RECIPE = """
+name = "tiny"
+[data]
+root = "{root}"
+cache_dir = "{cache}"
+preset = "12"
+unknown_fraction = 1.0
+[frontend]
+preset = "logmel"
+[model]
+preset = "tinyconv"
+[train]
+epochs = {epochs}
+batch_size = 32
+[evaluate]
+splits = ["validation"]
+"""
+
+
+def write_recipe(path, root, cache, epochs=2, extra=""):
+    path.write_text(RECIPE.format(root=root, cache=cache, epochs=epochs) + extra)
+    return path
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tone_corpus, tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipeline")
+    recipe = write_recipe(base / "r.toml", tone_corpus, base / "cache")
+    assert main(["run", str(recipe), "--out", str(base / "run")]) == 0
+    return base
+
+
+def test_run_writes_everything(finished_run):
+    run = finished_run / "run"
+    for name in ("recipe.toml", "metrics.json", "final.json", "report.html",
+                 "train/best.safetensors", "train/curves.png", "evaluate/validation.json",
+                 "evaluate/confusion_validation.png", "data/summary.json"):
+        assert (run / name).is_file(), name
+    result = json.loads((run / "evaluate" / "validation.json").read_text())
+    assert {"accuracy", "n", "per_class", "confusion"} <= set(result)
+    assert result["labels"][-2:] == ["_unknown_", "_silence_"]
+    assert sum(map(sum, result["confusion"])) == result["n"]
+    report = (run / "report.html").read_text()
+    assert "Training" in report and "Evaluation" in report and "data:image/png" in report
+
+
+def test_rerun_skips_and_force_redoes(finished_run, capsys):
+    run = finished_run / "run"
+    recipe = finished_run / "r.toml"
+    markers = {p.name: p.stat().st_mtime_ns for p in (run / "stages").iterdir()}
+    assert main(["run", str(recipe), "--out", str(run)]) == 0
+    assert markers == {p.name: p.stat().st_mtime_ns for p in (run / "stages").iterdir()}
+    assert main(["run", str(recipe), "--out", str(run), "--force", "evaluate"]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in (run / "stages").iterdir()}
+    assert after["train.json"] == markers["train.json"]
+    assert after["evaluate.json"] != markers["evaluate.json"]
+    assert after["report.json"] != markers["report.json"]
+
+
+def test_changed_config_redoes_training(finished_run, tone_corpus):
+    run = finished_run / "run2"
+    shutil.copytree(finished_run / "run", run)
+    recipe = write_recipe(finished_run / "r3.toml", tone_corpus, finished_run / "cache", epochs=3)
+    before = (run / "stages" / "data.json").stat().st_mtime_ns
+    assert main(["run", str(recipe), "--out", str(run)]) == 0
+    history = json.loads((run / "train" / "history.json").read_text())
+    assert len(history["train_loss"]) == 3
+    assert (run / "stages" / "data.json").stat().st_mtime_ns == before
+
+
+def test_evaluate_and_predict_verbs(finished_run, tone_corpus, capsys, tmp_path):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(finished_run / "run"), "--data", str(tone_corpus),
+                 "--split", "all", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    wavs = sorted(tone_corpus.glob("[a-z]*/*.wav"))
+    assert result["n"] >= len(wavs)
+    capsys.readouterr()
+    assert main(["predict", str(finished_run / "run"), str(wavs[0]), "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert predictions[0]["path"] == str(wavs[0]) and len(predictions[0]["top_k"]) == 3
+    assert abs(sum(t["probability"] for t in predictions[0]["top_k"]) - 1) < 1.0
+
+
+def test_unknown_recipe_key_is_one_line(tmp_path, tone_corpus, capsys):
+    recipe = write_recipe(tmp_path / "bad.toml", tone_corpus, tmp_path, extra="[train.augment]\nnoize=1\n")
+    assert main(["run", str(recipe), "--out", str(tmp_path / "r")]) == 2
+    line = one_error_line(capsys)
+    assert "noize" in line and "noise_prob" in line
+
+
+def test_missing_data_folder_is_one_line(tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "nowhere", tmp_path)
+    assert main(["run", str(recipe), "--out", str(tmp_path / "r")]) == 2
+    assert "nowhere" in one_error_line(capsys)
+
+
+def test_missing_model_is_one_line(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)]) == 2
+    one_error_line(capsys)

@@ -1,0 +1,116 @@
+"""Training: every family trains, resume continues exactly, DDP runs with two processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tinykws.data.augment import AugmentConfig
+from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
+from tinykws.models import MODEL_PRESETS, build_model, model_config
+from tinykws.train import TrainConfig, TrainingData, fit
+
+# Each family with the front end of the study it comes from.
+FAMILY_PRESETS = {"tinyconv": "micro", "dscnn_s": "mfcc", "commandnet": "bark", "cnn3": "cnn3",
+                  "bcresnet1": "logmel"}
+
+
+def tone_training_data(tone_corpus, frontend="logmel") -> TrainingData:
+    from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
+
+    dataset = load_dataset(tone_corpus, DataConfig(preset="12", unknown_fraction=1.0))
+    fe = FrontEnd(frontend_config(frontend))
+    arrays = {}
+    for split in ("train", "validation"):
+        clips = dataset.clips(split)
+        waves = load_waveforms(clips)
+        labels = np.array([dataset.labels.index(c.label) for c in clips])
+        arrays[split] = (waves, compute_features(waves, fe), labels)
+    return TrainingData(
+        frontend=fe,
+        normalization=Normalization.fit(arrays["train"][1]),
+        train_waves=arrays["train"][0],
+        train_features=arrays["train"][1],
+        train_labels=arrays["train"][2],
+        val_features=arrays["validation"][1],
+        val_labels=arrays["validation"][2],
+        noise=np.concatenate(load_noises(dataset)),
+        class_weights=dataset.class_weights("train"),
+    )
+
+
+@pytest.fixture(scope="module")
+def tone_data(tone_corpus):
+    return tone_training_data(tone_corpus, "mfcc")
+
+
+SMALL_DSCNN = {"preset": "dscnn_s", "width_multiplier": 0.5}
+
+
+@pytest.mark.parametrize("preset", FAMILY_PRESETS)
+def test_every_family_trains_one_epoch(preset, tone_corpus, tmp_path):
+    assert preset in MODEL_PRESETS
+    tone_data = tone_training_data(tone_corpus, FAMILY_PRESETS[preset])
+    shape = tone_data.frontend.output_shape
+    model = build_model(model_config(preset, 12, shape))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(epochs=1, batch_size=32, augment=AugmentConfig(enabled=True))
+    history = fit(model, tone_data, cfg, tmp_path)
+    assert len(history["train_loss"]) == 1 and np.isfinite(history["train_loss"][0])
+    changed = any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert changed and (tmp_path / "best.safetensors").is_file()
+
+
+def test_training_learns_the_tone_corpus(tone_data, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(model_config("tinyconv", 12, tone_data.frontend.output_shape))
+    cfg = TrainConfig(epochs=8, batch_size=8, augment=AugmentConfig(enabled=False))
+    history = fit(model, tone_data, cfg, tmp_path)
+    assert history["train_loss"][-1] < history["train_loss"][0] * 0.5
+    assert history["train_accuracy"][-1] >= 0.8  # 12 classes: chance is ~0.08
+    assert max(history["val_accuracy"]) >= 0.5
+
+
+def test_resumed_training_equals_uninterrupted_training(tone_data, tmp_path, monkeypatch):
+    import tinykws.train as train_module
+
+    shape = tone_data.frontend.output_shape
+    cfg = TrainConfig(epochs=3, batch_size=32, augment=AugmentConfig(enabled=False))
+
+    def train(out):
+        torch.manual_seed(0)
+        model = build_model(model_config(SMALL_DSCNN, 12, shape))
+        return fit(model, tone_data, cfg, out), model
+
+    straight, straight_model = train(tmp_path / "straight")
+
+    def stop_after_first_epoch(epoch, *args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module, "_log_epoch", stop_after_first_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            train(tmp_path / "resumed")
+    resumed, resumed_model = train(tmp_path / "resumed")  # continues from last.safetensors
+    assert len(resumed["train_loss"]) == 3
+    np.testing.assert_allclose(resumed["train_loss"], straight["train_loss"], rtol=1e-6)
+    for a, b in zip(straight_model.state_dict().values(), resumed_model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ddp_with_two_processes(tone_corpus, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", TINYKWS_CACHE=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29517", "-m", "tinykws", "train", "--data", str(tone_corpus),
+           "--model", "tinyconv", "--frontend", "logmel", "--epochs", "2", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    history = json.loads((out / "train" / "history.json").read_text())
+    assert len(history["train_loss"]) == 2
+    assert (out / "evaluate" / "validation.json").is_file()
