@@ -1,0 +1,23 @@
+"""Exporters: write an IntGraph in a deployable format.
+
+`EXPORTERS[format](graph, path, **options)` writes the file and returns its path; each
+format's module documents its options. Importing this package is cheap: the flatbuffer and
+schema libraries load only when a file is written.
+
+Example:
+    >>> sorted(EXPORTERS)
+    ['tflite']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tinykws.export.tflite import export_tflite
+
+EXPORTERS: dict[str, Callable[..., Path]] = {
+    "tflite": export_tflite,
+}
+
+__all__ = ["EXPORTERS"]

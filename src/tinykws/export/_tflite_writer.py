@@ -1,0 +1,175 @@
+"""Serialize planned TFLite tensors and ops into schema-v3 flatbuffer bytes.
+
+Uses the builder functions generated from TFLite's schema in the `tflite` package (for every
+table `T`: `tflite.TStart`, `tflite.TAdd<Field>`, `tflite.TEnd`) on a `flatbuffers.Builder`.
+Flatbuffers are written back to front, so children (strings, vectors, tables) are created
+before the table that points at them. Constant data sits in 16-byte aligned buffers, as
+TensorFlow's converter writes them (TFLite Micro reads weights in place).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_BUFFER_ALIGNMENT = 16
+_SCHEMA_VERSION = 3
+_FILE_IDENTIFIER = b"TFL3"
+
+
+class _Writer:
+    """A flatbuffers.Builder that writes each distinct vector and string only once.
+
+    Flatbuffers may point many tables at one vector; identical shapes, zero-point vectors (all
+    zeros, one per channel count) and index lists are therefore stored once.
+    """
+
+    def __init__(self) -> None:
+        import flatbuffers
+
+        self.b = flatbuffers.Builder(1024)
+        self._vectors: dict[tuple[str, bytes], int] = {}
+
+    def table(self, name: str, fields: dict[str, Any]) -> int:
+        """Write table `name` with fields (scalars, or offsets of children written before)."""
+        import tflite
+
+        getattr(tflite, f"{name}Start")(self.b)
+        for key, value in fields.items():
+            getattr(tflite, f"{name}Add{key}")(self.b, value)
+        return getattr(tflite, f"{name}End")(self.b)
+
+    def vector(self, values, dtype: str) -> int:
+        array = np.asarray(values, dtype=dtype)
+        key = (dtype, array.tobytes())
+        if key not in self._vectors:
+            self._vectors[key] = self.b.CreateNumpyVector(array)
+        return self._vectors[key]
+
+    def string(self, text: str) -> int:
+        return self.b.CreateSharedString(text)
+
+    def offsets(self, offsets: list[int]) -> int:
+        self.b.StartVector(4, len(offsets), 4)
+        for offset in reversed(offsets):
+            self.b.PrependUOffsetTRelative(offset)
+        return self.b.EndVector()
+
+    def buffer(self, data: bytes | None) -> int:
+        if not data:
+            return self.table("Buffer", {})
+        b = self.b
+        b.StartVector(1, len(data), _BUFFER_ALIGNMENT)
+        b.head = b.head - len(data)
+        b.Bytes[b.head : b.head + len(data)] = data
+        return self.table("Buffer", {"Data": b.EndVector()})
+
+    def quantization(self, tensor) -> int | None:
+        if not tensor.scale:
+            return None
+        fields = {
+            "Scale": self.vector(tensor.scale, "<f4"),
+            "ZeroPoint": self.vector(tensor.zero_point, "<i8"),
+        }
+        if tensor.axis is not None:
+            fields["QuantizedDimension"] = tensor.axis
+        return self.table("QuantizationParameters", fields)
+
+    def tensor(self, tensor, buffer_index: int) -> int:
+        from tinykws.export.tflite import _TENSOR_TYPE
+
+        fields = {
+            "Shape": self.vector(tensor.shape, "<i4"),
+            "Type": _TENSOR_TYPE[tensor.dtype],
+            "Buffer": buffer_index,
+        }
+        if tensor.name:
+            fields["Name"] = self.string(tensor.name)
+        quantization = self.quantization(tensor)
+        if quantization is not None:
+            fields["Quantization"] = quantization
+        return self.table("Tensor", fields)
+
+    def operator(self, op, opcode_index: int) -> int:
+        import tflite
+
+        fields = {
+            key: (self.vector(v, "<i4") if isinstance(v, np.ndarray) else v)
+            for key, v in op.fields.items()
+        }
+        options = self.table(op.options, fields)
+        return self.table(
+            "Operator",
+            {
+                "OpcodeIndex": opcode_index,
+                "Inputs": self.vector(op.inputs, "<i4"),
+                "Outputs": self.vector(op.outputs, "<i4"),
+                "BuiltinOptionsType": getattr(tflite.BuiltinOptions, op.options),
+                "BuiltinOptions": options,
+            },
+        )
+
+    def operator_code(self, code: str, version: int) -> int:
+        import tflite
+
+        builtin = getattr(tflite.BuiltinOperator, code)
+        # Codes above 127 live only in builtin_code; the deprecated int8 field holds 127 then.
+        return self.table(
+            "OperatorCode",
+            {
+                "DeprecatedBuiltinCode": min(builtin, 127),
+                "BuiltinCode": builtin,
+                "Version": version,
+            },
+        )
+
+
+def serialize(tensors, ops, inputs, outputs, metadata: bytes | None, metadata_name: str) -> bytes:
+    """Flatbuffer bytes of a one-subgraph model (tensors/ops as planned by export.tflite)."""
+    w = _Writer()
+    buffer_data = [None]  # buffer 0 is the empty sentinel every non-constant tensor points at
+    buffer_index = []
+    for tensor in tensors:
+        buffer_index.append(len(buffer_data) if tensor.data else 0)
+        if tensor.data:
+            buffer_data.append(tensor.data)
+    if metadata:
+        buffer_data.append(metadata)
+    buffers = w.offsets([w.buffer(d) for d in buffer_data])
+    codes = sorted({(op.code, op.version) for op in ops})
+    operators = [w.operator(op, codes.index((op.code, op.version))) for op in ops]
+    subgraph = w.table(
+        "SubGraph",
+        {
+            "Tensors": w.offsets([w.tensor(t, i) for t, i in zip(tensors, buffer_index)]),
+            "Inputs": w.vector(inputs, "<i4"),
+            "Outputs": w.vector(outputs, "<i4"),
+            "Operators": w.offsets(operators),
+        },
+    )
+    fields = {
+        "Version": _SCHEMA_VERSION,
+        "OperatorCodes": w.offsets([w.operator_code(c, v) for c, v in codes]),
+        "Subgraphs": w.offsets([subgraph]),
+        "Buffers": buffers,
+    }
+    if metadata:
+        entry = w.table(
+            "Metadata", {"Name": w.string(metadata_name), "Buffer": len(buffer_data) - 1}
+        )
+        fields["Metadata"] = w.offsets([entry])
+    w.b.Finish(w.table("Model", fields), file_identifier=_FILE_IDENTIFIER)
+    return bytes(w.b.Output())
+
+
+def read_metadata(data: bytes, name: str) -> bytes | None:
+    """The bytes of metadata entry `name` in a .tflite file, or None."""
+    import tflite
+
+    model = tflite.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() is not None and entry.Name().decode() == name:
+            return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    return None

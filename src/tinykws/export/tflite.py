@@ -1,0 +1,402 @@
+"""Write an IntGraph as a .tflite flatbuffer, with no TensorFlow dependency.
+
+The file is built with the `flatbuffers` runtime and the builder functions generated from
+TFLite's schema (the `tflite` package: `tflite.ModelStart`, `tflite.Conv2DOptionsAddPadding`,
+...). One subgraph, builtin ops only, int8 tensors with their per-tensor or per-channel
+quantization, fused activations. LiteRT's builtin reference kernels reproduce
+`tinykws.ir.interpret` exactly on the files written here (tests/test_tflite_ops.py).
+
+What is left out, compared with TensorFlow's converter, and why it is safe:
+- signature defs, "min_runtime_version", description and subgraph names: runtimes address the
+  graph's inputs and outputs by index; TFLite Micro never reads them;
+- names of internal tensors (kept with `tensor_names="all"`): only viewers show them;
+- quantization parameters of biases of per-channel ops: by construction they are
+  s_in * s_w[c] with zero point 0, and no int8 kernel reads them (LiteRT and TFLite Micro
+  compute the requantization from the input, weight and output scales);
+- duplicate vectors: identical shapes and zero-point lists are stored once and shared, which
+  flatbuffers permits (the schema wants one int64 zero point per per-channel scale).
+The only metadata entry is "tinykws" (JSON: front-end config, labels), written when there is
+metadata to carry. For a DS-CNN-S-shaped graph (64 channels, 24.4 kB of weights and biases) the
+file is about 1.25 x the payload; the per-channel scales and zero points are half the overhead.
+
+Explicit padding that TFLite's SAME/VALID cannot express becomes a PAD (convolutions, padded
+with the input zero point) or PADV2 (max pooling, padded with the lowest value) op in front;
+average pooling with such padding is refused, as TFLite would count the padded pixels.
+
+Example:
+    >>> import numpy as np, tempfile, pathlib
+    >>> from tinykws.ir import IntGraphBuilder, QuantParams
+    >>> b = IntGraphBuilder()
+    >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
+    >>> graph = b.build([b.softmax(x)])
+    >>> path = export_tflite(graph, pathlib.Path(tempfile.mkdtemp()) / "m.tflite",
+    ...                      metadata={"labels": ["yes", "no"]})
+    >>> read_tflite_metadata(path)
+    {'labels': ['yes', 'no']}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinykws.errors import TinyKWSError
+from tinykws.ir.graph import IntGraph, Op, Tensor
+
+METADATA_NAME = "tinykws"
+TENSOR_NAMES = ("io", "all")
+_ACTIVATION = {"NONE": 0, "RELU": 1, "RELU6": 3}  # tflite.ActivationFunctionType
+_PADDING = {"SAME": 0, "VALID": 1}  # tflite.Padding
+_TENSOR_TYPE = {"float32": 0, "int32": 2, "int8": 9}  # tflite.TensorType
+# Op versions for int8 kernels (TFLite's op_version.cc); float ops use version 1.
+_INT8_VERSION = {
+    "CONV_2D": 3,
+    "DEPTHWISE_CONV_2D": 3,
+    "FULLY_CONNECTED": 4,
+    "MAX_POOL_2D": 2,
+    "AVERAGE_POOL_2D": 2,
+    "MEAN": 2,
+    "ADD": 2,
+    "SOFTMAX": 2,
+    "DEQUANTIZE": 2,
+    "PAD": 2,
+    "PADV2": 2,
+}
+
+
+@dataclass
+class _TfTensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: tuple[float, ...] = ()
+    zero_point: tuple[int, ...] = ()
+    axis: int | None = None
+    data: bytes | None = None
+
+
+@dataclass
+class _TfOp:
+    code: str
+    version: int
+    inputs: list[int]
+    outputs: list[int]
+    options: str  # the BuiltinOptions table name
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class _Plan:
+    """TFLite tensors and ops, before serialization."""
+
+    def __init__(self, graph: IntGraph, widen_narrow_weights: bool) -> None:
+        self.graph = graph
+        self.widen = widen_narrow_weights
+        self.tensors: list[_TfTensor] = []
+        self.index: dict[str, int] = {}
+        self.ops: list[_TfOp] = []
+
+    def tensor(self, name: str, quantization: bool = True) -> int:
+        """Index of IR tensor `name`, adding it on first use (optionally without its qparams)."""
+        if name not in self.index:
+            t = self.graph.tensors[name]
+            data = None if t.data is None else _le_bytes(t.data)
+            q = (t.scale, t.zero_point, t.axis) if quantization else ((), (), None)
+            self.index[name] = self._append(_TfTensor(t.name, t.shape, t.dtype, *q, data))
+        return self.index[name]
+
+    def bias(self, op: Op) -> int:
+        """The bias of a conv/FC op. Its scales (s_in * s_w[c], zero point 0) are left out where
+        the kernel never reads them (per-channel requantization); per-tensor FULLY_CONNECTED
+        checks the bias scale against s_in * s_w, so there it stays."""
+        weights = self.graph.tensors[op.inputs[1]]
+        per_tensor_fc = op.type == "FULLY_CONNECTED" and len(weights.scale) == 1
+        return self.tensor(op.inputs[2], quantization=per_tensor_fc)
+
+    def constant(self, name: str, values) -> int:
+        """A new int32 constant (shapes, axes, paddings)."""
+        array = np.asarray(values, dtype="<i4")
+        return self._append(_TfTensor(name, array.shape, "int32", data=array.tobytes()))
+
+    def like(self, name: str, source: Tensor, shape) -> int:
+        """A new activation tensor with `source`'s dtype and quantization."""
+        return self._append(
+            _TfTensor(
+                name, tuple(shape), source.dtype, source.scale, source.zero_point, source.axis
+            )
+        )
+
+    def _append(self, tensor: _TfTensor) -> int:
+        self.tensors.append(tensor)
+        return len(self.tensors) - 1
+
+    def add(self, code: str, inputs, outputs, options: str, dtype: str, **fields) -> None:
+        version = _INT8_VERSION.get(code, 1) if dtype == "int8" else 1
+        self.ops.append(_TfOp(code, version, list(inputs), list(outputs), options, fields))
+
+
+def _le_bytes(array: np.ndarray) -> bytes:
+    """Little-endian, C-ordered bytes, as TFLite buffers store them."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def _where(op: Op) -> str:
+    return f"{op.type} '{op.name}'" if op.name else op.type
+
+
+def _padded_input(plan: _Plan, op: Op, lowest: bool) -> int:
+    """Insert PAD (zero point) or PADV2 (lowest value) for explicit pads; return the new input."""
+    x = plan.graph.tensors[op.inputs[0]]
+    top, bottom, left, right = op.options["pads"]
+    shape = (x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
+    padded = plan.like(f"{op.outputs[0]}/padded", x, shape)
+    pads = plan.constant(
+        f"{op.outputs[0]}/paddings", [[0, 0], [top, bottom], [left, right], [0, 0]]
+    )
+    if not lowest:
+        plan.add("PAD", [plan.tensor(x.name), pads], [padded], "PadOptions", x.dtype)
+        return padded
+    low = np.array(
+        -128 if x.dtype == "int8" else np.finfo(np.float32).min,
+        dtype="<i1" if x.dtype == "int8" else "<f4",
+    )
+    value = plan._append(
+        _TfTensor(
+            f"{op.outputs[0]}/pad_value", (), x.dtype, x.scale, x.zero_point, None, low.tobytes()
+        )
+    )
+    plan.add("PADV2", [plan.tensor(x.name), pads, value], [padded], "PadV2Options", x.dtype)
+    return padded
+
+
+def _window_input(plan: _Plan, op: Op, lowest: bool = False) -> tuple[int, int]:
+    """(input index, TFLite padding) for a windowed op, inserting a pad op when needed."""
+    if op.options["padding"] != "EXPLICIT":
+        return plan.tensor(op.inputs[0]), _PADDING[op.options["padding"]]
+    return _padded_input(plan, op, lowest), _PADDING["VALID"]
+
+
+def _check_bits(plan: _Plan, op: Op) -> None:
+    w = plan.graph.tensors[op.inputs[1]]
+    if w.bits < 8 and not plan.widen:
+        raise TinyKWSError(
+            f"{_where(op)}: {w.bits}-bit weights cannot be stored packed in "
+            "TFLite (int8 only); use --format c, or widen them to int8"
+        )
+
+
+def _lower_conv(plan: _Plan, op: Op) -> None:
+    _check_bits(plan, op)
+    o, out = op.options, plan.graph.tensors[op.outputs[0]]
+    x, padding = _window_input(plan, op)
+    fields = {
+        "Padding": padding,
+        "StrideH": o["stride"][0],
+        "StrideW": o["stride"][1],
+        "DilationHFactor": o["dilation"][0],
+        "DilationWFactor": o["dilation"][1],
+        "FusedActivationFunction": _ACTIVATION[o["activation"]],
+    }
+    table = "Conv2DOptions"
+    if op.type == "DEPTHWISE_CONV_2D":
+        table, fields["DepthMultiplier"] = "DepthwiseConv2DOptions", o["depth_multiplier"]
+    inputs = [x, plan.tensor(op.inputs[1]), plan.bias(op)]
+    plan.add(op.type, inputs, [plan.tensor(out.name)], table, out.dtype, **fields)
+
+
+def _lower_fc(plan: _Plan, op: Op) -> None:
+    _check_bits(plan, op)
+    out = plan.graph.tensors[op.outputs[0]]
+    inputs = [plan.tensor(op.inputs[0]), plan.tensor(op.inputs[1]), plan.bias(op)]
+    plan.add(
+        "FULLY_CONNECTED",
+        inputs,
+        [plan.tensor(out.name)],
+        "FullyConnectedOptions",
+        out.dtype,
+        FusedActivationFunction=_ACTIVATION[op.options["activation"]],
+        KeepNumDims=False,
+    )
+
+
+def _lower_pool(plan: _Plan, op: Op) -> None:
+    o, out = op.options, plan.graph.tensors[op.outputs[0]]
+    if op.type == "AVERAGE_POOL_2D" and o["padding"] == "EXPLICIT":
+        raise TinyKWSError(
+            f"{_where(op)}: padding {o['pads']} is neither SAME nor VALID, which "
+            "TFLite's average pooling cannot express; pad explicitly before it"
+        )
+    x, padding = _window_input(plan, op, lowest=True)
+    plan.add(
+        op.type,
+        [x],
+        [plan.tensor(out.name)],
+        "Pool2DOptions",
+        out.dtype,
+        Padding=padding,
+        StrideH=o["stride"][0],
+        StrideW=o["stride"][1],
+        FilterHeight=o["filter"][0],
+        FilterWidth=o["filter"][1],
+        FusedActivationFunction=_ACTIVATION[o["activation"]],
+    )
+
+
+def _lower_mean(plan: _Plan, op: Op) -> None:
+    out = plan.graph.tensors[op.outputs[0]]
+    axes = plan.constant(f"{out.name}/axes", op.options["axes"])
+    plan.add(
+        "MEAN",
+        [plan.tensor(op.inputs[0]), axes],
+        [plan.tensor(out.name)],
+        "ReducerOptions",
+        out.dtype,
+        KeepDims=True,
+    )
+
+
+def _lower_reshape(plan: _Plan, op: Op) -> None:
+    out = plan.graph.tensors[op.outputs[0]]
+    shape = plan.constant(f"{out.name}/shape", out.shape)
+    plan.add(
+        "RESHAPE",
+        [plan.tensor(op.inputs[0]), shape],
+        [plan.tensor(out.name)],
+        "ReshapeOptions",
+        out.dtype,
+        NewShape=np.asarray(out.shape, np.int32),
+    )
+
+
+def _lower_simple(table: str, **fixed):
+    def lower(plan: _Plan, op: Op) -> None:
+        out = plan.graph.tensors[op.outputs[0]]
+        fields = dict(fixed)
+        if "activation" in op.options:
+            fields["FusedActivationFunction"] = _ACTIVATION[op.options["activation"]]
+        dtype = plan.graph.tensors[op.inputs[0]].dtype
+        plan.add(
+            op.type,
+            [plan.tensor(n) for n in op.inputs],
+            [plan.tensor(out.name)],
+            table,
+            dtype if op.type != "QUANTIZE" else out.dtype,
+            **fields,
+        )
+
+    return lower
+
+
+def _lower_pad(plan: _Plan, op: Op) -> None:
+    out = plan.graph.tensors[op.outputs[0]]
+    pads = plan.constant(f"{out.name}/paddings", op.options["pads"])
+    plan.add(
+        "PAD", [plan.tensor(op.inputs[0]), pads], [plan.tensor(out.name)], "PadOptions", out.dtype
+    )
+
+
+_LOWER = {
+    "CONV_2D": _lower_conv,
+    "DEPTHWISE_CONV_2D": _lower_conv,
+    "FULLY_CONNECTED": _lower_fc,
+    "MAX_POOL_2D": _lower_pool,
+    "AVERAGE_POOL_2D": _lower_pool,
+    "MEAN": _lower_mean,
+    "ADD": _lower_simple("AddOptions"),
+    "RESHAPE": _lower_reshape,
+    "SOFTMAX": _lower_simple("SoftmaxOptions", Beta=1.0),
+    "QUANTIZE": _lower_simple("QuantizeOptions"),
+    "DEQUANTIZE": _lower_simple("DequantizeOptions"),
+    "PAD": _lower_pad,
+}
+
+
+def plan_tflite(graph: IntGraph, widen_narrow_weights: bool = False) -> _Plan:
+    """Map every IR op onto TFLite builtin ops (plus PAD where padding needs it)."""
+    graph.validate()
+    plan = _Plan(graph, widen_narrow_weights)
+    for name in graph.inputs:
+        plan.tensor(name)
+    for op in graph.ops:
+        _LOWER[op.type](plan, op)
+    return plan
+
+
+def tflite_bytes(
+    graph: IntGraph,
+    *,
+    metadata: dict | None = None,
+    widen_narrow_weights: bool = False,
+    tensor_names: str = "io",
+) -> bytes:
+    """The .tflite file contents for `graph` (see `export_tflite`)."""
+    from tinykws.export._tflite_writer import serialize
+
+    if tensor_names not in TENSOR_NAMES:
+        raise TinyKWSError(
+            f"tensor_names must be one of {', '.join(TENSOR_NAMES)}; got {tensor_names!r}"
+        )
+    plan = plan_tflite(graph, widen_narrow_weights)
+    meta = graph.metadata if metadata is None else metadata
+    meta_bytes = json.dumps(meta, sort_keys=True).encode() if meta else None
+    inputs = [plan.index[n] for n in graph.inputs]
+    outputs = [plan.index[n] for n in graph.outputs]
+    if tensor_names == "io":  # internal names only help debugging; they cost flash
+        for i, tensor in enumerate(plan.tensors):
+            if i not in inputs and i not in outputs:
+                tensor.name = ""
+    return serialize(plan.tensors, plan.ops, inputs, outputs, meta_bytes, METADATA_NAME)
+
+
+def export_tflite(
+    graph: IntGraph,
+    path,
+    *,
+    io_dtype: str | None = None,
+    metadata: dict | None = None,
+    widen_narrow_weights: bool = False,
+    tensor_names: str = "io",
+) -> Path:
+    """Write `graph` as a .tflite file, atomically.
+
+    Args:
+        graph: a valid IntGraph (int8 or float32).
+        path: destination file.
+        io_dtype: None keeps the graph's boundary; "int8" or "float32" rewrites it
+            (`tinykws.ir.transform.with_io_dtype`).
+        metadata: JSON data stored under the "tinykws" metadata entry (default: graph.metadata).
+        widen_narrow_weights: store 2..7-bit weights as plain int8 instead of refusing them.
+        tensor_names: "io" names only the graph inputs and outputs (smallest file); "all"
+            keeps every tensor's name (for inspecting the file in a viewer).
+
+    Returns:
+        The path written.
+    """
+    from tinykws.io import write_bytes
+    from tinykws.ir.transform import with_io_dtype
+
+    if io_dtype is not None:
+        graph = with_io_dtype(graph, io_dtype)
+    try:
+        data = tflite_bytes(
+            graph,
+            metadata=metadata,
+            widen_narrow_weights=widen_narrow_weights,
+            tensor_names=tensor_names,
+        )
+    except TinyKWSError as exc:
+        raise TinyKWSError(f"{path}: {exc}") from None
+    write_bytes(path, data)
+    return Path(path)
+
+
+def read_tflite_metadata(source) -> dict | None:
+    """The "tinykws" metadata (JSON) of a .tflite file or its bytes, or None when absent."""
+    from tinykws.export._tflite_writer import read_metadata
+
+    data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+    raw = read_metadata(bytes(data), METADATA_NAME)
+    return None if raw is None else json.loads(raw.decode())
