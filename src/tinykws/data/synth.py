@@ -280,17 +280,11 @@ def plan_noises(
 ) -> list[NoiseJob]:
     """One file per kind in NOISES under `_background_noise_/`."""
     n_samples = round(config.noise_seconds * SAMPLE_RATE_HZ)
-    folder = out_dir / BACKGROUND
-    return [
-        NoiseJob(
-            str(folder / f"{kind}.wav"),
-            kind,
-            (config.seed, stable_hash(kind)),
-            n_samples,
-            inventory,
-        )
-        for kind in NOISES
-    ]
+    jobs = []
+    for kind in NOISES:
+        path = str(out_dir / BACKGROUND / f"{kind}.wav")
+        jobs.append(NoiseJob(path, kind, (config.seed, stable_hash(kind)), n_samples, inventory))
+    return jobs
 
 
 _RENDERERS = {SpeakerJob: render_speaker, NoiseJob: render_noise}
