@@ -30,9 +30,14 @@ def make_data(clips: int, augment: bool) -> TrainingData:
     feats = compute_features(waves, fe)
     labels = rng.integers(0, 12, clips)
     return TrainingData(
-        frontend=fe, normalization=Normalization.fit(feats), train_waves=waves,
-        train_features=feats, train_labels=labels, val_features=feats[:200],
-        val_labels=labels[:200], noise=rng.normal(0, 0.1, 160000).astype(np.float32),
+        frontend=fe,
+        normalization=Normalization.fit(feats),
+        train_waves=waves,
+        train_features=feats,
+        train_labels=labels,
+        val_features=feats[:200],
+        val_labels=labels[:200],
+        noise=rng.normal(0, 0.1, 160000).astype(np.float32),
         class_weights=np.ones(12, np.float32),
     )
 
@@ -73,8 +78,10 @@ def main() -> None:
     bare = time_bare_loop(data, args.batch_size)
     ours = time_fit(data, args.batch_size, augment=False)
     augmented = time_fit(data, args.batch_size, augment=True)
-    print(f"DS-CNN-S, {n} clips of 49x10 MFCC, batch {args.batch_size}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"DS-CNN-S, {n} clips of 49x10 MFCC, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads"
+    )
     print(f"  bare PyTorch loop      {bare:6.2f} s/epoch  {n / bare:8.0f} clips/s")
     print(f"  tinykws fit (cached)   {ours:6.2f} s/epoch  {n / ours:8.0f} clips/s")
     print(f"  tinykws fit (augment)  {augmented:6.2f} s/epoch  {n / augmented:8.0f} clips/s")

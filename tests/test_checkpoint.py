@@ -25,8 +25,11 @@ def test_damaged_files_are_one_line_errors(tmp_path, damage):
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, {"a": torch.zeros(1000)}, {"labels": []})
     data = path.read_bytes()
-    damaged = {"truncate": data[: len(data) // 2], "foreign": b"\x89PNG" + b"x" * 100,
-               "empty": b""}[damage]
+    damaged = {
+        "truncate": data[: len(data) // 2],
+        "foreign": b"\x89PNG" + b"x" * 100,
+        "empty": b"",
+    }[damage]
     path.write_bytes(damaged)
     with pytest.raises(TinyKWSError) as err:
         load_checkpoint(path)

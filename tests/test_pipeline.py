@@ -32,9 +32,11 @@ def write_recipe(path, root, cache, epochs=2, extra=""):
 
 
 def one_error_line(capsys) -> str:
+    """The single `error:` line (progress notes may precede it), with no traceback."""
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: "), err
-    return err[0]
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0] and "Traceback" not in "\n".join(err), err
+    return errors[0]
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +49,17 @@ def finished_run(tone_corpus, tmp_path_factory):
 
 def test_run_writes_everything(finished_run):
     run = finished_run / "run"
-    for name in ("recipe.toml", "metrics.json", "final.json", "report.html",
-                 "train/best.safetensors", "train/curves.png", "evaluate/validation.json",
-                 "evaluate/confusion_validation.png", "data/summary.json"):
+    for name in (
+        "recipe.toml",
+        "metrics.json",
+        "final.json",
+        "report.html",
+        "train/best.safetensors",
+        "train/curves.png",
+        "evaluate/validation.json",
+        "evaluate/confusion_validation.png",
+        "data/summary.json",
+    ):
         assert (run / name).is_file(), name
     result = json.loads((run / "evaluate" / "validation.json").read_text())
     assert {"accuracy", "n", "per_class", "confusion"} <= set(result)
@@ -85,8 +95,21 @@ def test_changed_config_redoes_training(finished_run, tone_corpus):
 
 def test_evaluate_and_predict_verbs(finished_run, tone_corpus, capsys, tmp_path):
     out = tmp_path / "eval.json"
-    assert main(["evaluate", str(finished_run / "run"), "--data", str(tone_corpus),
-                 "--split", "all", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(finished_run / "run"),
+                "--data",
+                str(tone_corpus),
+                "--split",
+                "all",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     wavs = sorted(tone_corpus.glob("[a-z]*/*.wav"))
     assert result["n"] >= len(wavs)
@@ -98,7 +121,9 @@ def test_evaluate_and_predict_verbs(finished_run, tone_corpus, capsys, tmp_path)
 
 
 def test_unknown_recipe_key_is_one_line(tmp_path, tone_corpus, capsys):
-    recipe = write_recipe(tmp_path / "bad.toml", tone_corpus, tmp_path, extra="[train.augment]\nnoize=1\n")
+    recipe = write_recipe(
+        tmp_path / "bad.toml", tone_corpus, tmp_path, extra="[train.augment]\nnoize=1\n"
+    )
     assert main(["run", str(recipe), "--out", str(tmp_path / "r")]) == 2
     line = one_error_line(capsys)
     assert "noize" in line and "noise_prob" in line

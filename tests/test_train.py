@@ -15,8 +15,13 @@ from tinykws.models import MODEL_PRESETS, build_model, model_config
 from tinykws.train import TrainConfig, TrainingData, fit
 
 # Each family with the front end of the study it comes from.
-FAMILY_PRESETS = {"tinyconv": "micro", "dscnn_s": "mfcc", "commandnet": "bark", "cnn3": "cnn3",
-                  "bcresnet1": "logmel"}
+FAMILY_PRESETS = {
+    "tinyconv": "micro",
+    "dscnn_s": "mfcc",
+    "commandnet": "bark",
+    "cnn3": "cnn3",
+    "bcresnet1": "logmel",
+}
 
 
 def tone_training_data(tone_corpus, frontend="logmel") -> TrainingData:
@@ -106,9 +111,28 @@ def test_resumed_training_equals_uninterrupted_training(tone_data, tmp_path, mon
 def test_ddp_with_two_processes(tone_corpus, tmp_path):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", TINYKWS_CACHE=str(tmp_path / "cache"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", "29517", "-m", "tinykws", "train", "--data", str(tone_corpus),
-           "--model", "tinyconv", "--frontend", "logmel", "--epochs", "2", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "tinykws",
+        "train",
+        "--data",
+        str(tone_corpus),
+        "--model",
+        "tinyconv",
+        "--frontend",
+        "logmel",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((out / "train" / "history.json").read_text())

@@ -42,7 +42,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Any], meta: dict
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a checkpoint: (tensors, meta). A missing, truncated or foreign file is a one-line error."""
+    """Read a checkpoint: (tensors, meta); a missing, truncated or foreign file is an error."""
     from safetensors import safe_open
 
     path = Path(path)

@@ -93,7 +93,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_toml(data: dict[str, Any]) -> str:
-    """Write plain data (tables of scalars, lists and sub-tables) as TOML text. `None` is omitted."""
+    """Write plain data (tables of scalars, lists, sub-tables) as TOML text; `None` is omitted."""
     lines: list[str] = []
     _dump_table(data, [], lines)
     return "\n".join(lines).strip() + "\n"

@@ -60,8 +60,13 @@ def classification_report(labels, y_true: np.ndarray, y_pred: np.ndarray) -> dic
         }
     n = int(len(y_true))
     accuracy = float((y_true == y_pred).mean()) if n else float("nan")
-    return {"accuracy": accuracy, "n": n, "labels": order, "per_class": per_class,
-            "confusion": confusion.tolist()}
+    return {
+        "accuracy": accuracy,
+        "n": n,
+        "labels": order,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
 
 
 def false_accepts(labels, clips, y_pred: np.ndarray) -> dict:
@@ -81,8 +86,11 @@ def false_accepts(labels, clips, y_pred: np.ndarray) -> dict:
         taken = names[words == word]
         accepted = taken[np.isin(taken, commands)]
         top = max(set(accepted), key=list(accepted).count) if len(accepted) else None
-        per_word[str(word)] = {"n": int(len(taken)), "false_accept_rate":
-                               float(len(accepted) / len(taken)), "most_taken_for": top}
+        per_word[str(word)] = {
+            "n": int(len(taken)),
+            "false_accept_rate": float(len(accepted) / len(taken)),
+            "most_taken_for": top,
+        }
     return {
         "per_command": {c: float((names == c).mean()) for c in commands},
         "overall": float(np.isin(names, commands).mean()),
@@ -97,8 +105,12 @@ def sample_predictions(labels, clips, probs: np.ndarray, count: int = 10, seed: 
     rng = np.random.default_rng(seed)
     picks = sorted(rng.choice(len(clips), size=min(count, len(clips)), replace=False))
     return [
-        {"path": clips[i].path, "true": clips[i].label,
-         "predicted": labels[int(probs[i].argmax())], "probability": float(probs[i].max())}
+        {
+            "path": clips[i].path,
+            "true": clips[i].label,
+            "predicted": labels[int(probs[i].argmax())],
+            "probability": float(probs[i].max()),
+        }
         for i in picks
     ]
 
@@ -154,12 +166,17 @@ def print_report(result: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    console.print(f"[bold]{result['split']}[/]: accuracy {result['accuracy']:.4f} "
-                  f"on {result['n']} clips")
+    console.print(
+        f"[bold]{result['split']}[/]: accuracy {result['accuracy']:.4f} on {result['n']} clips"
+    )
     table = Table("class", "samples", "correct", "accuracy", "precision", "recall")
     for label, row in result["per_class"].items():
-        table.add_row(label, str(row["samples"]), str(row["correct"]),
-                      *(_pct(row[k]) for k in ("accuracy", "precision", "recall")))
+        table.add_row(
+            label,
+            str(row["samples"]),
+            str(row["correct"]),
+            *(_pct(row[k]) for k in ("accuracy", "precision", "recall")),
+        )
     console.print(table)
     fa = result["false_accepts"]
     if fa["overall"] is not None:

@@ -95,7 +95,7 @@ def stage_config(recipe, stage: str) -> Any:
 
 
 def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
-    """Run every stage of `recipe` into `out_dir`, skipping stages already done with the same key."""
+    """Run each stage of `recipe` into `out_dir`, skipping stages already done with the same key."""
     run = Run(recipe=recipe, dir=Path(out_dir))
     run.dir.mkdir(parents=True, exist_ok=True)
     if run.is_main:
@@ -103,7 +103,9 @@ def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
     table = stage_table()
     bad = [s for s in force if s not in recipe.stages]
     if bad:
-        raise TinyKWSError(f"--force {bad[0]}: not a stage of this recipe ({', '.join(recipe.stages)})")
+        raise TinyKWSError(
+            f"--force {bad[0]}: not a stage of this recipe ({', '.join(recipe.stages)})"
+        )
     upstream, redo = "", False
     for stage in [s for s in table if s in recipe.stages]:
         key = content_key(stage, stage_config(recipe, stage), upstream)

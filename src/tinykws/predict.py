@@ -25,8 +25,14 @@ def predict_files(model_path, paths, top_k: int = 3, backend: str = "torch") -> 
     for path, row in zip(paths, probs):
         order = np.argsort(-row)[: max(1, top_k)]
         top = [{"label": labels[i], "probability": float(row[i])} for i in order]
-        results.append({"path": str(path), "label": top[0]["label"],
-                        "probability": top[0]["probability"], "top_k": top})
+        results.append(
+            {
+                "path": str(path),
+                "label": top[0]["label"],
+                "probability": top[0]["probability"],
+                "top_k": top,
+            }
+        )
     return results
 
 

@@ -96,7 +96,9 @@ def resolve_model_path(path: str | Path) -> Path:
     if path.is_dir():
         final = path / FINAL_MODEL_FILE
         if not final.is_file():
-            raise TinyKWSError(f"{path}: a folder with no {FINAL_MODEL_FILE}; is it a finished run?")
+            raise TinyKWSError(
+                f"{path}: a folder with no {FINAL_MODEL_FILE}; is it a finished run?"
+            )
         return path / json.loads(final.read_text())["model"]
     if not path.exists():
         raise TinyKWSError(f"{path}: no such model file or run directory")

@@ -9,16 +9,31 @@ from tinykws.cli._common import add_verb
 
 
 def register(subparsers) -> None:
-    p = add_verb(subparsers, "run", "run a recipe (TOML) stage by stage into a run directory",
-                 run_recipe_verb, RUN_HELP)
+    p = add_verb(
+        subparsers,
+        "run",
+        "run a recipe (TOML) stage by stage into a run directory",
+        run_recipe_verb,
+        RUN_HELP,
+    )
     p.add_argument("recipe", help="recipe file, e.g. recipes/demo.toml")
     p.add_argument("--data", help="Speech Commands-layout folder (overrides [data] root)")
     p.add_argument("--out", help="run directory (default: runs/<recipe name>)")
-    p.add_argument("--force", action="append", default=[], metavar="STAGE",
-                   help="redo this stage and every stage after it (repeatable)")
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="redo this stage and every stage after it (repeatable)",
+    )
 
-    p = add_verb(subparsers, "train", "train a model (data -> train -> evaluate -> report)",
-                 train_verb, TRAIN_HELP)
+    p = add_verb(
+        subparsers,
+        "train",
+        "train a model (data -> train -> evaluate -> report)",
+        train_verb,
+        TRAIN_HELP,
+    )
     p.add_argument("--recipe", help="start from this recipe; the options below override it")
     p.add_argument("--data", help="Speech Commands-layout folder (default: synthetic corpus)")
     p.add_argument("--preset", help="label preset: 12, real10, yesno4, all36, gostop")
@@ -32,19 +47,27 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="run directory to create or resume")
 
-    p = add_verb(subparsers, "evaluate", "accuracy, per-class table and confusion matrix",
-                 evaluate_verb, EVALUATE_HELP)
+    p = add_verb(
+        subparsers,
+        "evaluate",
+        "accuracy, per-class table and confusion matrix",
+        evaluate_verb,
+        EVALUATE_HELP,
+    )
     p.add_argument("model", help="checkpoint, exported model file, or run directory")
     p.add_argument("--data", required=True, help="Speech Commands-layout or test-set folder")
-    p.add_argument("--split", default="validation",
-                   choices=["train", "validation", "test", "all"])
-    p.add_argument("--backend", default="torch", help="torch (default); quantized models "
-                   "also accept fakequant and int")
+    p.add_argument("--split", default="validation", choices=["train", "validation", "test", "all"])
+    p.add_argument(
+        "--backend",
+        default="torch",
+        help="torch (default); quantized models also accept fakequant and int",
+    )
     p.add_argument("--json", dest="json_out", help="write the full result as JSON here")
     p.add_argument("--confusion", help="write the confusion matrix PNG here")
 
-    p = add_verb(subparsers, "predict", "top-k labels with probabilities for audio files",
-                 predict_verb)
+    p = add_verb(
+        subparsers, "predict", "top-k labels with probabilities for audio files", predict_verb
+    )
     p.add_argument("model", help="checkpoint, exported model file, or run directory")
     p.add_argument("clips", nargs="+", help="wav or flac files")
     p.add_argument("--top-k", type=int, default=3)

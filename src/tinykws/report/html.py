@@ -55,11 +55,14 @@ def data_section(run_dir: Path) -> str:
     if not summary:
         return ""
     splits = list(summary["counts"])
-    rows = [[label, *(summary["counts"][s].get(label, 0) for s in splits), f"{w:.2f}"]
-            for label, w in zip(summary["labels"], summary["class_weights"])]
+    rows = [
+        [label, *(summary["counts"][s].get(label, 0) for s in splits), f"{w:.2f}"]
+        for label, w in zip(summary["labels"], summary["class_weights"])
+    ]
     rows.append(["total", *(sum(summary["counts"][s].values()) for s in splits), ""])
-    return (f"<h2>Data</h2><p>{html.escape(summary['root'])}</p>"
-            + table(["class", *splits, "class weight"], rows))
+    return f"<h2>Data</h2><p>{html.escape(summary['root'])}</p>" + table(
+        ["class", *splits, "class weight"], rows
+    )
 
 
 def training_section(run_dir: Path) -> str:
@@ -67,8 +70,10 @@ def training_section(run_dir: Path) -> str:
     if not history:
         return ""
     best = history.get("best_epoch") or len(history["val_accuracy"])
-    text = (f"<p>{len(history['train_loss'])} epochs in {history.get('seconds', 0):.0f} s; best "
-            f"validation accuracy {pct(history['val_accuracy'][best - 1])} at epoch {best}.</p>")
+    text = (
+        f"<p>{len(history['train_loss'])} epochs in {history.get('seconds', 0):.0f} s; best "
+        f"validation accuracy {pct(history['val_accuracy'][best - 1])} at epoch {best}.</p>"
+    )
     return "<h2>Training</h2>" + text + image(run_dir / "train" / "curves.png", "curves")
 
 
@@ -84,12 +89,15 @@ def model_section(run_dir: Path) -> str:
     from tinykws.models import summary
 
     rows = summary(module)
-    body = [[r.name, r.type, "×".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}"]
-            for r in rows]
+    body = [
+        [r.name, r.type, "×".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}"]
+        for r in rows
+    ]
     total = ["total", "", "", f"{sum(r.params for r in rows):,}", f"{sum(r.macs for r in rows):,}"]
     family = predictor.meta["model"].get("family", "")
-    return (f"<h2>Model</h2><p>{html.escape(family)}, {len(predictor.labels)} classes</p>"
-            + table(["layer", "type", "output", "params", "MACs"], [*body, total]))
+    return f"<h2>Model</h2><p>{html.escape(family)}, {len(predictor.labels)} classes</p>" + table(
+        ["layer", "type", "output", "params", "MACs"], [*body, total]
+    )
 
 
 def evaluation_section(run_dir: Path) -> str:
@@ -97,17 +105,28 @@ def evaluation_section(run_dir: Path) -> str:
     for path in sorted((run_dir / "evaluate").glob("*.json")):
         result = read_json(path)
         split = path.stem
-        rows = [[label, r["samples"], r["correct"], pct(r["accuracy"]), pct(r["precision"]),
-                 pct(r["recall"])] for label, r in result["per_class"].items()]
+        rows = [
+            [
+                label,
+                r["samples"],
+                r["correct"],
+                pct(r["accuracy"]),
+                pct(r["precision"]),
+                pct(r["recall"]),
+            ]
+            for label, r in result["per_class"].items()
+        ]
         fa = result.get("false_accepts", {})
         fa_text = ""
         if fa.get("overall") is not None:
             per = ", ".join(f"{c} {pct(v)}" for c, v in fa["per_command"].items())
-            fa_text = f"<p>False accepts of <code>_unknown_</code> clips: {pct(fa['overall'])} ({per})</p>"
+            overall = pct(fa["overall"])
+            fa_text = f"<p>False accepts of <code>_unknown_</code> clips: {overall} ({per})</p>"
         parts.append(
             f"<h3>{split}: accuracy {pct(result['accuracy'])} on {result['n']} clips</h3>"
             + table(["class", "samples", "correct", "accuracy", "precision", "recall"], rows)
-            + fa_text + image(run_dir / "evaluate" / f"confusion_{split}.png", "confusion")
+            + fa_text
+            + image(run_dir / "evaluate" / f"confusion_{split}.png", "confusion")
         )
     return "<h2>Evaluation</h2>" + "".join(parts) if parts else ""
 
@@ -120,9 +139,11 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     recipe = (run_dir / "recipe.toml").read_text() if (run_dir / "recipe.toml").is_file() else ""
     body = "".join(section(run_dir) for section in SECTIONS)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>tinykws report</title>"
-            f"<style>{STYLE}</style></head><body><h1>tinykws run: {html.escape(run_dir.name)}</h1>"
-            f"{body}<h2>Recipe</h2><pre>{html.escape(recipe)}</pre></body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>tinykws report</title>"
+        f"<style>{STYLE}</style></head><body><h1>tinykws run: {html.escape(run_dir.name)}</h1>"
+        f"{body}<h2>Recipe</h2><pre>{html.escape(recipe)}</pre></body></html>"
+    )
     path = run_dir / "report.html"
     write_text(path, page)
     return path

@@ -52,8 +52,15 @@ def plot_confusion(result: dict, out_png: str | os.PathLike) -> None:
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if shown[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if shown[i, j] > 0.5 else "black",
+                )
         ax.text(k, i, f"{100 * recall[i]:.0f}%", ha="center", va="center", fontsize=7)
         ax.text(i, k, f"{100 * precision[i]:.0f}%", ha="center", va="center", fontsize=7)
     ticks = [*labels, ""]

@@ -1,0 +1,117 @@
+"""One clip in one figure: waveform, magnitude spectrum, spectrogram, mel spectrogram and MFCC.
+
+The spectrogram, band spectrogram and MFCC use the framing of the chosen front end, so the
+picture shows what that front end sees. Example:
+
+    tinykws data show data/sc/yes/0a7c2a8d_nohash_0.wav --out clip.png --frontend bark
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinykws.features import FrontEnd, FrontEndConfig, frontend_config
+
+_DB_FLOOR = 1e-10  # power floor before dB: -100 dB, far below 16-bit quantisation noise
+_DEFAULT_MFCC = 13
+
+
+def plot_clip(
+    path: str | os.PathLike,
+    out_png: str | os.PathLike,
+    frontend_name: str | dict[str, Any] | FrontEndConfig = "logmel",
+) -> None:
+    """Draw `path` (WAV/FLAC) with the front end `frontend_name` and save it to `out_png`.
+
+    The clip is read at the front end's sample rate and centred in `clip_samples` samples, as
+    for training. Raises `TinyKWSError` for an unreadable file or an unknown front end.
+    """
+    from tinykws.audio import pad_or_trim, read_audio
+    from tinykws.io import save_figure
+
+    config = frontend_config(frontend_name)
+    samples = pad_or_trim(read_audio(path, config.sample_rate_hz), config.clip_samples)
+    title = f"{Path(path).name} - front end {_describe(frontend_name)}"
+    save_figure(clip_figure(samples, config, title), out_png)
+
+
+def _describe(frontend_name: Any) -> str:
+    return frontend_name if isinstance(frontend_name, str) else "custom"
+
+
+def clip_figure(samples: np.ndarray, config: FrontEndConfig, title: str = ""):
+    """A matplotlib Figure with the five panels of `plot_clip` for float32 (n,) samples."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 13), layout="constrained")
+    axes = figure.subplots(5, 1)
+    rate = config.sample_rate_hz
+    duration_s = len(samples) / rate
+    _plot_waveform(axes[0], samples, rate)
+    _plot_magnitude_spectrum(axes[1], samples, rate)
+    spectrogram = 10 * np.log10(FrontEnd(config).power_spectrogram(samples) + _DB_FLOOR)
+    bands, cepstrum = _band_and_cepstrum_configs(config)
+    images = [
+        (spectrogram, rate / 2, "dB", "spectrogram", "frequency (Hz)"),
+        (FrontEnd(bands).numpy(samples), bands.n_bands, "", _band_title(bands), "band"),
+        (
+            FrontEnd(cepstrum).numpy(samples),
+            cepstrum.n_mfcc,
+            "",
+            f"MFCC ({cepstrum.n_mfcc} coefficients)",
+            "coefficient",
+        ),
+    ]
+    for ax, (image, top, unit, panel_title, ylabel) in zip(axes[2:], images):
+        _show(figure, ax, image, (0, duration_s, 0, top), unit)
+        ax.set(title=panel_title, ylabel=ylabel)
+    axes[4].set_xlabel("time (s)")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def _band_and_cepstrum_configs(config: FrontEndConfig) -> tuple[FrontEndConfig, FrontEndConfig]:
+    """Band energies as the front end computes them, and MFCC with the same framing and bands
+    (mel bands for a bark front end, since MFCC is defined on the mel scale)."""
+    bands = dataclasses.replace(
+        config, kind="logmel" if config.kind == "mfcc" else config.kind, resize=None
+    )
+    n_mfcc = config.n_mfcc if config.kind == "mfcc" else min(_DEFAULT_MFCC, config.n_bands)
+    cepstrum = dataclasses.replace(bands, kind="mfcc", n_mfcc=n_mfcc)
+    return bands, cepstrum
+
+
+def _band_title(config: FrontEndConfig) -> str:
+    scale = "bark" if config.kind == "bark" else "mel"
+    log = "log10" if config.log == "log10" else "ln"
+    return f"{scale} spectrogram ({config.n_bands} bands, {log}(x + {config.log_offset:g}))"
+
+
+def _plot_waveform(ax, samples: np.ndarray, rate: int) -> None:
+    ax.plot(np.arange(len(samples)) / rate, samples, linewidth=0.5)
+    ax.set(title="waveform", xlabel="time (s)", ylabel="amplitude", ylim=(-1, 1))
+    ax.set_xlim(0, len(samples) / rate)
+
+
+def _plot_magnitude_spectrum(ax, samples: np.ndarray, rate: int) -> None:
+    """Magnitude of the Hann-windowed FFT of the whole clip, in dB re full scale."""
+    window = np.hanning(len(samples))
+    magnitude = np.abs(np.fft.rfft(samples * window)) / window.sum()
+    freqs_hz = np.fft.rfftfreq(len(samples), 1 / rate)
+    ax.plot(freqs_hz, 20 * np.log10(magnitude + np.sqrt(_DB_FLOOR)), linewidth=0.5)
+    ax.set(title="magnitude spectrum", xlabel="frequency (Hz)", ylabel="dB re full scale")
+    ax.set_xlim(0, rate / 2)
+
+
+def _show(figure, ax, frames_by_bins: np.ndarray, extent: tuple, unit: str) -> None:
+    """(frames, bins) as an image: time across, bins upwards, with a colour bar."""
+    image = ax.imshow(
+        np.asarray(frames_by_bins).T, origin="lower", aspect="auto", extent=extent, cmap="magma"
+    )
+    figure.colorbar(image, ax=ax, label=unit)
