@@ -6,8 +6,8 @@ predictor exposes the labels, the front-end config and normalisation it expects,
 `logits(features)` on un-normalised features (N, frames, bins) -> float32 (N, classes).
 
 Example:
-    >>> sorted(LOADERS)[:1]
-    ['.safetensors']
+    >>> sorted(LOADERS)
+    ['.json', '.onnx', '.safetensors', '.tflite']
 """
 
 from __future__ import annotations
@@ -86,8 +86,14 @@ def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
     return TorchPredictor(module=module, meta=meta)
 
 
-# Suffix -> loader(path, backend). Exporters and the quantizer add entries for their files.
-LOADERS: dict[str, Any] = {".safetensors": load_torch}
+# Suffix -> loader(path, backend), or "module:function" imported on first use so that reading a
+# checkpoint does not import the exporters' runtimes.
+LOADERS: dict[str, Any] = {
+    ".safetensors": "tinykws.quant.files:load_checkpoint_predictor",  # float or quantized
+    ".json": "tinykws.quant.files:load_graph_predictor",  # an integer graph
+    ".tflite": "tinykws.export.runtimes:load_tflite_predictor",
+    ".onnx": "tinykws.export.runtimes:load_onnx_predictor",
+}
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -113,4 +119,9 @@ def load_predictor(path: str | Path, backend: str = "torch") -> Predictor:
     if loader is None:
         known = ", ".join(sorted(LOADERS))
         raise TinyKWSError(f"{path}: unknown model file type '{suffix}'; expected one of {known}")
+    if isinstance(loader, str):
+        import importlib
+
+        module, function = loader.split(":")
+        loader = getattr(importlib.import_module(module), function)
     return loader(path, backend)

@@ -9,6 +9,11 @@ from tinykws.cli._common import add_verb
 
 
 def register(subparsers) -> None:
+    for add in (_add_run, _add_train, _add_evaluate, _add_predict, _add_report):
+        add(subparsers)
+
+
+def _add_run(subparsers) -> None:
     p = add_verb(
         subparsers,
         "run",
@@ -27,6 +32,8 @@ def register(subparsers) -> None:
         help="redo this stage and every stage after it (repeatable)",
     )
 
+
+def _add_train(subparsers) -> None:
     p = add_verb(
         subparsers,
         "train",
@@ -47,6 +54,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="run directory to create or resume")
 
+
+def _add_evaluate(subparsers) -> None:
     p = add_verb(
         subparsers,
         "evaluate",
@@ -65,6 +74,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", dest="json_out", help="write the full result as JSON here")
     p.add_argument("--confusion", help="write the confusion matrix PNG here")
 
+
+def _add_predict(subparsers) -> None:
     p = add_verb(
         subparsers, "predict", "top-k labels with probabilities for audio files", predict_verb
     )
@@ -74,6 +85,8 @@ def register(subparsers) -> None:
     p.add_argument("--backend", default="torch")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
+
+def _add_report(subparsers) -> None:
     p = add_verb(subparsers, "report", "(re)write report.html of a run directory", report_verb)
     p.add_argument("run_dir", help="run directory")
 

@@ -6,7 +6,7 @@ schema libraries load only when a file is written.
 
 Example:
     >>> sorted(EXPORTERS)
-    ['tflite']
+    ['c', 'onnx', 'tflite']
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from tinykws.export.c import export_c
+from tinykws.export.onnx import export_onnx
 from tinykws.export.tflite import export_tflite
 
 EXPORTERS: dict[str, Callable[..., Path]] = {
+    "c": export_c,
+    "onnx": export_onnx,
     "tflite": export_tflite,
 }
 

@@ -1,0 +1,109 @@
+"""Batch-1 latency of DS-CNN-S: our int8 .tflite in LiteRT vs PyTorch eager and ONNX Runtime.
+
+Builds DS-CNN-S (12 classes, 49x10 MFCC input), quantizes it (PTQ on seeded random features;
+latency does not depend on the weights' values), writes the files exactly as `tinykws export`
+does, and times one clip at a time in each runtime: the median of `--runs` calls per round,
+over `--rounds` rounds that interleave the runtimes (so machine load hits them alike). Printed:
+the median and best per runtime, and the ratios of the medians to LiteRT int8, which hold on a
+shared machine where absolute times move with load. Also printed: the .tflite size and payload.
+
+Peers on this machine for DS-CNN-S (target ratios): LiteRT int8 ~ 43 us, ONNX Runtime float
+~ 66 us, PyTorch eager ~ 690 us. "default" is LiteRT's default op resolver (builtin optimised
+kernels plus the XNNPACK delegate). XNNPACK takes an int8 CONV_2D / DEPTHWISE_CONV_2D only when
+its int32 bias carries per-channel quantization parameters, which our files leave out to save
+flash (see `tinykws.export.tflite`): the int8 file then runs on the builtin kernels.
+
+    python benchmarks/runtime.py --runs 300 --rounds 5 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from tinykws.export.float_graph import lower_float
+from tinykws.export.onnx import onnx_float_bytes, onnx_graph_bytes
+from tinykws.export.runtimes import ONNXRunner, TFLiteRunner
+from tinykws.export.tflite import tflite_bytes
+from tinykws.features import Normalization
+from tinykws.ir.lower import lower
+from tinykws.ir.transform import with_io_dtype
+from tinykws.latency import median_ms
+from tinykws.models import build_model, model_config
+from tinykws.quant import QuantConfig, QuantData, quantize
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=300, help="timed calls per round (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--threads", type=int, default=1, help="threads of every runtime")
+    parser.add_argument("--model", default="dscnn_s", help="model preset (default dscnn_s)")
+    return parser.parse_args()
+
+
+def build(preset: str):
+    """(float model, int8 graph with int8 io) of `preset` at 12 classes."""
+    from tinykws.features import FrontEnd, frontend_config
+    from tinykws.models import MODEL_PRESETS
+
+    shape = FrontEnd(frontend_config(MODEL_PRESETS[preset].frontend)).output_shape
+    torch.manual_seed(0)
+    model = build_model(model_config(preset, 12, shape)).eval()
+    features = np.random.default_rng(0).normal(size=(64, *shape)).astype(np.float32)
+    norm = Normalization(mean=(0.0,) * shape[1], std=(1.0,) * shape[1])
+    quantized = quantize(model, QuantConfig(), QuantData(features, norm))
+    return model, with_io_dtype(lower(quantized), "int8"), shape
+
+
+def runtimes(model, graph, shape, threads: int) -> dict:
+    """name -> (callable, one input) for every runtime timed."""
+    torch.set_num_threads(threads)
+    int8_file = tflite_bytes(graph, metadata={})
+    litert_int8 = TFLiteRunner(int8_file, threads=threads)
+    litert_float = TFLiteRunner(tflite_bytes(lower_float(model), metadata={}), threads=threads)
+    onnx_float = ONNXRunner(onnx_float_bytes(model), threads=threads)
+    onnx_int8 = ONNXRunner(onnx_graph_bytes(graph, {}), threads=threads)
+
+    def eager(x):
+        with torch.inference_mode():
+            return model(x)
+
+    x = np.zeros((1, 1, *shape), np.float32)
+    return {
+        "LiteRT int8 (default)": (litert_int8.invoke, np.zeros(litert_int8.input_shape, np.int8)),
+        "LiteRT float32 (default)": (
+            litert_float.invoke,
+            np.zeros(litert_float.input_shape, np.float32),
+        ),
+        "ONNX Runtime float32": (onnx_float.invoke, x),
+        "ONNX Runtime int8 QDQ": (onnx_int8.invoke, np.zeros((1, 1, *shape), np.int8)),
+        "PyTorch eager float32": (eager, torch.from_numpy(x)),
+    }, len(int8_file)
+
+
+def main() -> None:
+    args = parse_args()
+    model, graph, shape = build(args.model)
+    timed, file_bytes = runtimes(model, graph, shape, args.threads)
+    payload = sum(t.data.nbytes for t in graph.tensors.values() if t.is_constant)
+    print(
+        f"{args.model}: int8 .tflite {file_bytes:,} bytes ({file_bytes / 1024:.1f} KiB), "
+        f"weights + biases {payload:,} bytes ({file_bytes / payload:.2f} x)"
+    )
+    results: dict[str, list[float]] = {name: [] for name in timed}
+    for _ in range(args.rounds):
+        for name, (function, x) in timed.items():
+            results[name].append(median_ms(function, x, runs=args.runs, warmup=20))
+    base = float(np.median(results["LiteRT int8 (default)"]))
+    print(f"batch 1, {args.threads} thread(s), median of {args.runs} runs x {args.rounds} rounds")
+    print(f"{'runtime':28s} {'median us':>10s} {'best us':>9s} {'vs LiteRT int8':>15s}")
+    for name, values in results.items():
+        median = float(np.median(values))
+        print(f"{name:28s} {1000 * median:10.1f} {1000 * min(values):9.1f} {median / base:14.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Self-contained C for microcontrollers: the network, its kernels, its front end, a demo.
+
+`export_c(graph, out_dir, ...)` writes into `out_dir`:
+
+- model.h / model.c: weights as `const` arrays (int8; 3-4-bit weights packed two per byte,
+  2-bit four per byte; magnitude-pruned layers optionally sparse), per-channel multipliers and
+  shifts from the graph, a static arena laid out by `tinykws.ir.plan.plan_arena`, and
+  `int tinykws_invoke(const int8_t *features, int8_t *scores)`;
+- kernels.h / kernels.c: the integer kernels (templates/kernels.c), equal to
+  `tinykws.ir.interpret` bit for bit;
+- frontend.h / frontend.c: the model's log-mel / MFCC / bark front end in float32 with its
+  normalisation and the input quantization (only when a front-end config is known);
+- main.c: `kws_demo FILE.wav`, printing "label score" lines, best first;
+- Makefile: `make` builds kws_demo, `make cortex-m4` cross-builds the library;
+- export.json: what was generated (weight bytes per layer, sparse savings, arena bytes);
+- sizes.json: measured Cortex-M4 section sizes (`tinykws.export.c.build.build_cortex_m4`) of
+  the network ("text", "rodata", "data", "bss") and of network + front end, when
+  arm-none-eabi-gcc is installed (`cortex_m4="auto"`); `tinykws metrics` and `tinykws check`
+  read it.
+
+C99, no dynamic allocation, nothing beyond libc (and libm for the front end). Every file is
+generated in memory first, then each is written atomically: a graph the backend cannot handle
+leaves the folder untouched. `tinykws.export.c.build` compiles the folder (host library, demo,
+Cortex-M4 image with its section sizes).
+
+Example:
+    >>> import tempfile
+    >>> from tinykws.ir import IntGraphBuilder, QuantParams
+    >>> b = IntGraphBuilder("demo")
+    >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
+    >>> folder = export_c(b.build([b.softmax(x)]), tempfile.mkdtemp(), cortex_m4="off")
+    >>> sorted(p.name for p in folder.iterdir())
+    ['Makefile', 'export.json', 'kernels.c', 'kernels.h', 'model.c', 'model.h']
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinykws.config import check_choice
+from tinykws.errors import TinyKWSError
+from tinykws.export.c.frontend import frontend_sources, template
+from tinykws.export.c.generate import int8_graph, model_sources
+from tinykws.export.c.sparse import SPARSE_MODES
+from tinykws.ir.graph import IntGraph
+from tinykws.log import logger
+
+__all__ = ["CORTEX_M4_MODES", "SIZES_FILE", "SPARSE_MODES", "export_c"]
+
+CORTEX_M4_MODES = ("auto", "on", "off")
+SIZES_FILE = "sizes.json"  # read by tinykws.metrics
+OPTIONAL_FILES = {"frontend.h", "frontend.c", "main.c"}
+
+
+def export_c(
+    graph: IntGraph,
+    out_dir,
+    *,
+    frontend_config=None,
+    normalization=None,
+    labels=None,
+    sparse: str = "auto",
+    cortex_m4: str = "auto",
+) -> Path:
+    """Write the C sources of `graph` (and its front end) into `out_dir`.
+
+    Args:
+        graph: a validated int8 IntGraph (a float QUANTIZE in and DEQUANTIZE out are fine).
+        out_dir: destination folder (created; files of the same names are replaced, and
+            generated files this export does not write, e.g. an old frontend.c, removed).
+        frontend_config: a `FrontEndConfig`, preset name or dict (default: the graph's
+            metadata "frontend"); None and no metadata: no front end and no demo.
+        normalization: a `Normalization` or {"mean": [...], "std": [...]} (default: the
+            graph's metadata "normalization"; none means mean 0, std 1).
+        labels: class names in output order (default: the graph's metadata "labels").
+        sparse: "auto" (sparse weights where smaller), "off", or "always" (testing).
+        cortex_m4: "auto" (measure a Cortex-M4 build into sizes.json when arm-none-eabi-gcc is
+            installed), "on" (required) or "off".
+
+    Returns:
+        The folder.
+
+    Raises:
+        TinyKWSError: an op the backend lacks (named), float ops inside the graph, labels,
+            front end or normalisation that do not fit the graph.
+    """
+    out_dir = Path(out_dir)
+    check_choice("cortex_m4", cortex_m4, CORTEX_M4_MODES)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise TinyKWSError(f"{out_dir}: exists and is not a folder; choose another --out")
+    meta = graph.metadata
+    config = meta.get("frontend") if frontend_config is None else frontend_config
+    norm = meta.get("normalization") if normalization is None else normalization
+    labels = meta.get("labels") if labels is None else labels
+    files, report = _generate(graph, config, norm, labels, sparse)
+    if config is None:
+        logger.warning(
+            f"{out_dir}: no front-end config; writing the network without frontend.c and kws_demo"
+        )
+    _write_all(out_dir, files)
+    logger.info(_summary(out_dir, report))
+    _measure_cortex_m4(out_dir, cortex_m4, with_frontend=config is not None)
+    return out_dir
+
+
+def _measure_cortex_m4(out_dir: Path, mode: str, with_frontend: bool) -> None:
+    """Write sizes.json from a Cortex-M4 build (or remove a stale one when not measuring)."""
+    from tinykws.export.c.build import CORTEX_M4_FLAGS, arm_compiler, build_cortex_m4
+    from tinykws.io import write_json
+
+    path = out_dir / SIZES_FILE
+    if mode == "off" or (mode == "auto" and arm_compiler() is None):
+        path.unlink(missing_ok=True)
+        return
+    network = build_cortex_m4(out_dir)
+    sizes = {"target": "cortex-m4", "flags": list(CORTEX_M4_FLAGS), **_sizes_dict(network)}
+    if with_frontend:
+        sizes["with_frontend"] = _sizes_dict(build_cortex_m4(out_dir, frontend=True))
+    write_json(path, sizes)
+    logger.info(
+        f"{out_dir}: Cortex-M4 network: flash {network.flash_bytes} bytes (.text "
+        f"{network.text} + .rodata {network.rodata} + .data {network.data}), static RAM "
+        f"{network.ram_bytes} bytes"
+    )
+
+
+def _sizes_dict(sizes) -> dict[str, int]:
+    return {
+        "text": sizes.text,
+        "rodata": sizes.rodata,
+        "data": sizes.data,
+        "bss": sizes.bss,
+        "flash_bytes": sizes.flash_bytes,
+        "ram_bytes": sizes.ram_bytes,
+    }
+
+
+def _generate(graph: IntGraph, config, norm, labels, sparse: str):
+    """(file name -> text, report) of everything export_c writes."""
+    model = model_sources(graph, labels=labels, sparse=sparse)
+    files = dict(model.files)
+    files["kernels.h"], files["kernels.c"] = template("kernels.h"), template("kernels.c")
+    report: dict[str, Any] = dict(model.report)
+    if config is not None:
+        files.update(_frontend_files(graph, config, norm))
+        files["main.c"] = template("main.c")
+        report["frontend"] = _config_dict(config)
+    files["Makefile"] = _makefile(with_frontend=config is not None)
+    files["export.json"] = json.dumps(report, indent=2) + "\n"
+    return files, report
+
+
+def _frontend_files(graph: IntGraph, config, norm) -> dict[str, str]:
+    from tinykws.features import FrontEnd, Normalization, frontend_config
+
+    frontend = FrontEnd(frontend_config(config))
+    int8 = int8_graph(graph)
+    x = int8.tensor(int8.inputs[0])
+    frames, bins = frontend.output_shape
+    fits = int(np.prod(x.shape)) == frames * bins and (
+        len(x.shape) != 4 or tuple(x.shape[1:3]) == (frames, bins)
+    )
+    if not fits:
+        raise TinyKWSError(
+            f"frontend: it makes ({frames}, {bins}) features but graph {graph.name} takes "
+            f"{tuple(x.shape)}; export with the model's own front-end config"
+        )
+    if isinstance(norm, dict):
+        norm = Normalization.from_dict(norm)
+    return frontend_sources(
+        frontend, norm, input_scale=x.scale[0], input_zero_point=x.zero_point[0]
+    )
+
+
+def _config_dict(config) -> dict[str, Any]:
+    from tinykws.config import to_dict
+    from tinykws.features import frontend_config
+
+    return to_dict(frontend_config(config))
+
+
+def _makefile(with_frontend: bool) -> str:
+    sources = "model.c kernels.c" + (" frontend.c" if with_frontend else "")
+    return (
+        template("Makefile")
+        .replace("@LIB_SOURCES@", sources)
+        .replace("@ALL@", "kws_demo" if with_frontend else "libtinykws.a")
+    )
+
+
+def _write_all(out_dir: Path, files: dict[str, str]) -> None:
+    from tinykws.io import write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in sorted(files):
+        write_text(out_dir / name, files[name])
+    for name in OPTIONAL_FILES - set(files):  # left by an earlier export with a front end
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _summary(out_dir: Path, report: dict[str, Any]) -> str:
+    text = (
+        f"{out_dir}: C sources written: {report['weight_bytes']} weight bytes, "
+        f"{report['bias_bytes']} bias bytes, arena {report['arena_bytes']} bytes"
+    )
+    if report["sparse_saved_bytes"] > 0:
+        text += f"; sparse weights save {report['sparse_saved_bytes']} bytes"
+    return text

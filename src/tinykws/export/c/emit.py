@@ -1,0 +1,375 @@
+"""One C kernel call per IntGraph op: its constant parameter struct and the call itself.
+
+`EMITTERS[op.type](ctx, op)` appends the op's constants (weights, biases, multipliers, the
+`static const` parameter struct of kernels.h) to `ctx.constants` and its call to `ctx.calls`.
+Every constant is the graph's own: weights and biases as stored, the Q31 multipliers and shifts
+computed when the graph was built (read from `op.params`, never recomputed).
+
+Example:
+    >>> sorted(EMITTERS)[:3]
+    ['ADD', 'AVERAGE_POOL_2D', 'CONV_2D']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tinykws.errors import TinyKWSError
+from tinykws.export.c.carray import c_array, c_comment, c_int
+from tinykws.export.c.sparse import EncodedWeights, choose_encoding
+from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.plan import ArenaPlan
+
+
+@dataclass
+class EmitContext:
+    """What the emitters read and append to.
+
+    Attributes:
+        graph: the int8 graph being generated.
+        plan: its arena plan (buffer offsets).
+        sparse: weight encoding mode ("auto", "off", "always").
+        constants: C definitions, in order.
+        calls: C statements of `tinykws_invoke`, in order.
+        layers: one record per weighted layer (name, bits, encoding, bytes), for the report.
+    """
+
+    graph: IntGraph
+    plan: ArenaPlan
+    sparse: str = "auto"
+    constants: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    index: int = 0
+
+    def buffer(self, name: str) -> str:
+        """C expression of a tensor's place in the arena."""
+        return f"arena + {self.plan.offsets[name]}"
+
+    @property
+    def symbol(self) -> str:
+        return f"op{self.index}"
+
+    def tensors(self, op: Op) -> tuple[list[Tensor], Tensor]:
+        return [self.graph.tensors[n] for n in op.inputs], self.graph.tensors[op.outputs[0]]
+
+    def call(self, op: Op, kernel: str, *args: str) -> None:
+        label = f"{op.type} '{op.name}'" if op.name else op.type
+        params = f"&{self.symbol}, " if kernel != "tk_copy_s8" else ""
+        self.calls.append(f"    {kernel}({params}{', '.join(args)}); /* {c_comment(label)} */")
+
+
+def scratch_bytes(graph: IntGraph, op: Op) -> int:
+    """Scratch memory of the C kernel of `op` (for `tinykws.ir.plan.plan_arena`): one window
+    of a CONV_2D with a filter larger than 1 x 1 (KH x KW x C_in bytes), else nothing."""
+    if op.type != "CONV_2D":
+        return 0
+    kh, kw, c_in = graph.tensor(op.inputs[1]).shape[1:]
+    return 0 if kh * kw == 1 else int(kh * kw * c_in)
+
+
+def _dims(shape) -> str:
+    n, h, w, c = (int(d) for d in shape)
+    return f"{{{n}, {h}, {w}, {c}}}"
+
+
+def _four(values) -> str:
+    """A 4-entry C initializer from up to 4 values, padded on the left with 1s."""
+    values = [int(v) for v in values]
+    return "{" + ", ".join(str(v) for v in [1] * (4 - len(values)) + values) + "}"
+
+
+def _window(op: Op) -> str:
+    o = op.options
+    stride, dilation = o["stride"], o.get("dilation", (1, 1))
+    top, _, left, _ = o["pads"]
+    return f"{{{stride[0]}, {stride[1]}, {dilation[0]}, {dilation[1]}, {top}, {left}}}"
+
+
+def _struct(ctx: EmitContext, ctype: str, fields: dict[str, str]) -> None:
+    body = "\n".join(f"    .{k} = {v}," for k, v in fields.items())
+    ctx.constants.append(f"static const {ctype} {ctx.symbol} = {{\n{body}\n}};\n")
+
+
+def _quant(ctx: EmitContext, op: Op, x: Tensor, out: Tensor, n_out: int) -> str:
+    """Per-channel multiplier and shift arrays (per-tensor ones repeated) and the tk_quant."""
+    p = op.params
+    multiplier = np.broadcast_to(np.ravel(p["multiplier"]), (n_out,))
+    shift = np.broadcast_to(np.ravel(p["shift"]), (n_out,))
+    ctx.constants.append(c_array("int32_t", f"{ctx.symbol}_multiplier", multiplier))
+    ctx.constants.append(c_array("int8_t", f"{ctx.symbol}_shift", shift))
+    low, high = (int(v) for v in p["activation_range"])
+    return (
+        f"{{{ctx.symbol}_multiplier, {ctx.symbol}_shift, {-x.zero_point[0]}, "
+        f"{out.zero_point[0]}, {low}, {high}}}"
+    )
+
+
+def _weights(ctx: EmitContext, op: Op, rows: np.ndarray, sparse_ok: bool) -> str:
+    """Emit a layer's weight arrays; returns the tk_weights initializer."""
+    w = ctx.graph.tensors[op.inputs[1]]
+    encoded = choose_encoding(rows, w.bits, ctx.sparse, sparse_ok)
+    name = f"{ctx.symbol}_weights"
+    comment = f"{op.name or op.type}: {w.bits}-bit weights {w.shape}, {encoded.kind}"
+    ctx.constants.append(
+        c_array("uint8_t", name, encoded.values, hexadecimal=True, comment=comment)
+    )
+    mask = "0"
+    if encoded.kind == "sparse":
+        mask = f"{ctx.symbol}_mask"
+        ctx.constants.append(c_array("uint8_t", mask, encoded.mask, hexadecimal=True))
+    _record_layer(ctx, op, w, encoded)
+    return f"{{{name}, {encoded.bits}, {mask}}}"
+
+
+def _record_layer(ctx: EmitContext, op: Op, w: Tensor, encoded: EncodedWeights) -> None:
+    bias = ctx.graph.tensors[op.inputs[2]]
+    n_out = int(bias.shape[0])
+    ctx.layers.append(
+        {
+            "op": ctx.index,
+            "name": op.name,
+            "type": op.type,
+            "bits": w.bits,
+            "encoding": encoded.kind,
+            "weights": int(w.data.size),
+            "nonzero": int(np.count_nonzero(w.data)),
+            "weight_bytes": encoded.nbytes,
+            "dense_weight_bytes": encoded.dense_bytes,
+            "bias_bytes": 4 * n_out,
+            "quant_bytes": 5 * n_out,
+        }
+    )
+
+
+def _bias(ctx: EmitContext, op: Op) -> str:
+    name = f"{ctx.symbol}_bias"
+    ctx.constants.append(c_array("int32_t", name, ctx.graph.tensors[op.inputs[2]].data))
+    return name
+
+
+def _conv(ctx: EmitContext, op: Op) -> None:
+    (x, w, _), out = ctx.tensors(op)
+    _struct(
+        ctx,
+        "tk_conv_params",
+        {
+            "input": _dims(x.shape),
+            "output": _dims(out.shape),
+            "filter_h": str(w.shape[1]),
+            "filter_w": str(w.shape[2]),
+            "window": _window(op),
+            "weights": _weights(ctx, op, w.data.reshape(w.shape[0], -1), sparse_ok=True),
+            "bias": _bias(ctx, op),
+            "quant": _quant(ctx, op, x, out, w.shape[0]),
+        },
+    )
+    scratch = f"scratch:{ctx.index}"
+    window = ctx.buffer(scratch) if scratch in ctx.plan.offsets else "0"
+    ctx.call(op, "tk_conv2d_s8", ctx.buffer(x.name), ctx.buffer(out.name), window)
+
+
+def _depthwise(ctx: EmitContext, op: Op) -> None:
+    (x, w, _), out = ctx.tensors(op)
+    _struct(
+        ctx,
+        "tk_depthwise_params",
+        {
+            "input": _dims(x.shape),
+            "output": _dims(out.shape),
+            "filter_h": str(w.shape[1]),
+            "filter_w": str(w.shape[2]),
+            "depth_multiplier": str(int(op.options.get("depth_multiplier", 1))),
+            "window": _window(op),
+            "weights": _weights(ctx, op, w.data, sparse_ok=False),
+            "bias": _bias(ctx, op),
+            "quant": _quant(ctx, op, x, out, w.shape[3]),
+        },
+    )
+    ctx.call(op, "tk_depthwise_conv2d_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+
+
+def _fully_connected(ctx: EmitContext, op: Op) -> None:
+    (x, w, _), out = ctx.tensors(op)
+    _struct(
+        ctx,
+        "tk_fully_connected_params",
+        {
+            "rows": str(int(np.prod(x.shape)) // w.shape[1]),
+            "input_size": str(w.shape[1]),
+            "output_size": str(w.shape[0]),
+            "weights": _weights(ctx, op, w.data, sparse_ok=True),
+            "bias": _bias(ctx, op),
+            "quant": _quant(ctx, op, x, out, w.shape[0]),
+        },
+    )
+    ctx.call(op, "tk_fully_connected_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+
+
+def _pool(kernel: str):
+    def emit(ctx: EmitContext, op: Op) -> None:
+        (x,), out = ctx.tensors(op)
+        low, high = (int(v) for v in op.params["activation_range"])
+        fields = {
+            "input": _dims(x.shape),
+            "output": _dims(out.shape),
+            "filter_h": str(op.options["filter"][0]),
+            "filter_w": str(op.options["filter"][1]),
+            "window": _window(op),
+            "activation_min": str(low),
+            "activation_max": str(high),
+        }
+        _struct(ctx, "tk_pool_params", fields)
+        ctx.call(op, kernel, ctx.buffer(x.name), ctx.buffer(out.name))
+
+    return emit
+
+
+def _mean(ctx: EmitContext, op: Op) -> None:
+    (x,), out = ctx.tensors(op)
+    fields = {
+        "input": _dims(x.shape),
+        "input_offset": str(-x.zero_point[0]),
+        "output_offset": str(out.zero_point[0]),
+        "multiplier": c_int(op.params["multiplier"]),
+        "shift": str(int(op.params["shift"])),
+    }
+    _struct(ctx, "tk_mean_params", fields)
+    ctx.call(op, "tk_mean_hw_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+
+
+def _broadcast_strides(shape, out_shape) -> list[int]:
+    """Element strides of a C-contiguous tensor along each of the 4 output axes (0: broadcast)."""
+    padded = [1] * (4 - len(shape)) + [int(d) for d in shape]
+    out = [1] * (4 - len(out_shape)) + [int(d) for d in out_shape]
+    strides = [int(np.prod(padded[i + 1 :])) for i in range(4)]
+    return [0 if padded[i] == 1 and out[i] > 1 else strides[i] for i in range(4)]
+
+
+def _add(ctx: EmitContext, op: Op) -> None:
+    (a, b), out = ctx.tensors(op)
+    if len(out.shape) > 4:
+        raise TinyKWSError(f"{_where(ctx, op)}: the C kernel adds tensors of at most 4 dimensions")
+    p = op.params
+    fields = {
+        "shape": _four(out.shape),
+        "a_stride": "{" + ", ".join(map(str, _broadcast_strides(a.shape, out.shape))) + "}",
+        "b_stride": "{" + ", ".join(map(str, _broadcast_strides(b.shape, out.shape))) + "}",
+        "a_offset": str(-a.zero_point[0]),
+        "b_offset": str(-b.zero_point[0]),
+        "output_offset": str(out.zero_point[0]),
+        "left_shift": str(int(p["left_shift"])),
+        "a_multiplier": c_int(p["input_multiplier"][0]),
+        "a_shift": str(int(p["input_shift"][0])),
+        "b_multiplier": c_int(p["input_multiplier"][1]),
+        "b_shift": str(int(p["input_shift"][1])),
+        "output_multiplier": c_int(p["output_multiplier"]),
+        "output_shift": str(int(p["output_shift"])),
+        "activation_min": str(int(p["activation_range"][0])),
+        "activation_max": str(int(p["activation_range"][1])),
+    }
+    _struct(ctx, "tk_add_params", fields)
+    ctx.call(op, "tk_add_s8", ctx.buffer(a.name), ctx.buffer(b.name), ctx.buffer(out.name))
+
+
+def _softmax(ctx: EmitContext, op: Op) -> None:
+    (x,), out = ctx.tensors(op)
+    depth = int(x.shape[-1])
+    fields = {
+        "rows": str(int(np.prod(x.shape)) // depth),
+        "depth": str(depth),
+        "input_multiplier": c_int(op.params["input_multiplier"]),
+        "input_left_shift": str(int(op.params["input_left_shift"])),
+        "diff_min": c_int(op.params["diff_min"]),
+    }
+    _struct(ctx, "tk_softmax_params", fields)
+    ctx.call(op, "tk_softmax_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+
+
+def _requantize(ctx: EmitContext, op: Op) -> None:
+    (x,), out = ctx.tensors(op)
+    fields = {
+        "size": str(int(np.prod(x.shape))),
+        "input_offset": str(-x.zero_point[0]),
+        "output_offset": str(out.zero_point[0]),
+        "multiplier": c_int(op.params["multiplier"]),
+        "shift": str(int(op.params["shift"])),
+    }
+    _struct(ctx, "tk_requantize_params", fields)
+    ctx.call(op, "tk_requantize_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+
+
+def _pad(ctx: EmitContext, op: Op) -> None:
+    (x,), out = ctx.tensors(op)
+    if len(x.shape) > 4:
+        raise TinyKWSError(f"{_where(ctx, op)}: the C kernel pads tensors of at most 4 dimensions")
+    before = [int(b) for b, _ in op.options["pads"]]
+    fields = {
+        "input_shape": _four(x.shape),
+        "output_shape": _four(out.shape),
+        "pad_before": "{" + ", ".join(map(str, [0] * (4 - len(before)) + before)) + "}",
+        "value": str(out.zero_point[0]),
+    }
+    _struct(ctx, "tk_pad_params", fields)
+    ctx.call(op, "tk_pad_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+
+
+def _reshape(ctx: EmitContext, op: Op) -> None:
+    """No code: the arena plan gives a RESHAPE's output its input's bytes."""
+    if ctx.plan.offsets[op.inputs[0]] != ctx.plan.offsets[op.outputs[0]]:
+        ctx.call(
+            op,
+            "tk_copy_s8",
+            ctx.buffer(op.inputs[0]),
+            ctx.buffer(op.outputs[0]),
+            str(int(np.prod(ctx.graph.tensors[op.inputs[0]].shape))),
+        )
+
+
+def _where(ctx: EmitContext, op: Op) -> str:
+    return f"graph {ctx.graph.name}: op {ctx.index} {op.type}" + (
+        f" '{op.name}'" if op.name else ""
+    )
+
+
+EMITTERS = {
+    "CONV_2D": _conv,
+    "DEPTHWISE_CONV_2D": _depthwise,
+    "FULLY_CONNECTED": _fully_connected,
+    "MAX_POOL_2D": _pool("tk_max_pool2d_s8"),
+    "AVERAGE_POOL_2D": _pool("tk_avg_pool2d_s8"),
+    "MEAN": _mean,
+    "ADD": _add,
+    "SOFTMAX": _softmax,
+    "QUANTIZE": _requantize,
+    "PAD": _pad,
+    "RESHAPE": _reshape,
+}
+
+
+def emit_op(ctx: EmitContext, index: int, op: Op) -> None:
+    """Emit op `index` of the graph, or refuse it in one line naming the op.
+
+    Raises:
+        TinyKWSError: the op has no C kernel, or works on float32 tensors.
+    """
+    ctx.index = index
+    names = [n for n in (*op.inputs, *op.outputs) if not ctx.graph.tensors[n].is_constant]
+    floats = [n for n in names if ctx.graph.tensors[n].dtype != "int8"]
+    if floats:
+        raise TinyKWSError(
+            f"{_where(ctx, op)}: tensor '{floats[0]}' is {ctx.graph.tensors[floats[0]].dtype}; "
+            "the C backend runs int8 graphs only (quantize the model first)"
+        )
+    if op.type not in EMITTERS:
+        raise TinyKWSError(
+            f"{_where(ctx, op)}: the C backend has no kernel for {op.type}; it supports "
+            f"{', '.join(sorted(EMITTERS))} on int8 tensors"
+        )
+    EMITTERS[op.type](ctx, op)
+
+
+__all__ = ["EMITTERS", "EmitContext", "emit_op", "scratch_bytes"]

@@ -1,0 +1,206 @@
+"""Exported .tflite files of every family run in LiteRT exactly as the integer interpreter says.
+
+Models are tiny, trained for a few seconds on the tone corpus, quantized with PTQ and lowered;
+every clip of the validation split (and, for more cases, of the train split) goes through
+- LiteRT's builtin reference kernels: equal to `interpret(..., runtime="litert")` (atol 0);
+- LiteRT's default kernels (XNNPACK): within 1 LSB (XNNPACK requantizes in float), so top-1
+  can differ only where the two best int8 scores are within 1 LSB. The families that learn the
+  tones well (flatten heads) must agree on >= 99.5 % of clips; the global-average ones cannot
+  tell tones apart by absolute frequency, so their scores are nearly tied and only the 1 LSB
+  bound (and flips only at such near-ties) is asserted.
+Float files match PyTorch to 1e-4. Refusals name the layer and leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from export_helpers import (
+    LOWERABLE,
+    int8_graph,
+    litert_outputs,
+    nhwc,
+    quantized_model,
+    save_float,
+    save_quantized,
+    tone_data,
+    trained_model,
+)
+
+from tinykws.errors import TinyKWSError
+from tinykws.export.model_export import export_model
+from tinykws.export.tflite import read_tflite_metadata, tflite_bytes
+from tinykws.ir import interpret
+from tinykws.ir.kernels import quantize_f32_s8
+from tinykws.ir.transform import with_io_dtype
+
+pytest.importorskip("ai_edge_litert.interpreter")
+
+
+@pytest.fixture(scope="module")
+def tone(tone_corpus):
+    return tone_data(tone_corpus)
+
+
+def _int8_inputs(graph, x_nchw: np.ndarray) -> np.ndarray:
+    """Normalised features quantized as the graph's QUANTIZE does (int8 NHWC)."""
+    tensor = graph.tensor(graph.inputs[0])
+    return quantize_f32_s8(nhwc(x_nchw), tensor.scale[0], tensor.zero_point[0])
+
+
+WELL_TRAINED = ("tinyconv", "commandnet", "cnn3")
+
+
+def _assert_litert_matches(
+    graph, x_nchw: np.ndarray, min_agreement: float = 0.995, **export
+) -> None:
+    graph = with_io_dtype(graph, "int8")
+    data = tflite_bytes(graph, **export)
+    q = _int8_inputs(graph, x_nchw)
+    ours = interpret(graph, q, runtime="litert")[graph.outputs[0]]
+    reference = litert_outputs(data, q, reference=True)
+    np.testing.assert_array_equal(reference, ours)  # exact, every clip
+    xnnpack = litert_outputs(data, q, reference=False)
+    assert np.abs(xnnpack.astype(int) - ours.astype(int)).max() <= 1
+    flipped = xnnpack.argmax(1) != ours.argmax(1)
+    top2 = np.sort(ours.astype(int), axis=1)[:, -2:]
+    assert np.all(top2[flipped, 1] - top2[flipped, 0] <= 1)  # only near-ties can flip
+    assert 1 - np.mean(flipped) >= min_agreement
+
+
+@pytest.mark.parametrize("family", LOWERABLE)
+def test_int8_file_equals_interpreter_on_every_clip(tone, tone_corpus, family):
+    graph = int8_graph(tone_corpus, family)
+    x = np.concatenate([tone.inputs("validation"), tone.inputs("train")])
+    _assert_litert_matches(graph, x, 0.995 if family in WELL_TRAINED else 0.0)
+
+
+@pytest.mark.parametrize("family", LOWERABLE)
+def test_float_file_matches_pytorch(tone, tone_corpus, family, tmp_path):
+    import torch
+
+    path = export_model(
+        save_float(tone_corpus, family, tmp_path / "m.safetensors"), "tflite", tmp_path / "m.tflite"
+    ).path
+    x = tone.inputs("validation")
+    with torch.no_grad():
+        expected = trained_model(tone_corpus, family)(torch.from_numpy(x)).numpy()
+    got = litert_outputs(path.read_bytes(), nhwc(x), reference=True)
+    # BatchNorm folded into the weights reorders float32 rounding: 1e-4 plus 1e-5 relative
+    np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-4, rtol=1e-5)
+
+
+def test_pruned_models_export_exactly(tone, tone_corpus):
+    """Structured (narrower layers) and unstructured (zeroed weights) pruning both export."""
+    from tinykws.export.float_graph import lower_float
+    from tinykws.ir.lower import lower
+    from tinykws.prune import PruneConfig, prune_without_retraining
+    from tinykws.prune.unstructured import finalize
+    from tinykws.quant import QuantConfig, QuantData, quantize
+
+    model = trained_model(tone_corpus, "dscnn")
+    narrow, _ = prune_without_retraining(model, PruneConfig(method="l1", amount=0.5))
+    sparse, _ = prune_without_retraining(model, PruneConfig(method="magnitude", amount=0.6))
+    sparse = finalize(sparse)
+    x = tone.inputs("validation")
+    for pruned in (narrow, sparse):
+        quantized = quantize(pruned, QuantConfig(), QuantData(tone.train, tone.normalization))
+        _assert_litert_matches(lower(quantized), x, 0.0)
+        assert lower_float(pruned).validate() is None
+    weights = [
+        t.data for t in lower(quantized).tensors.values() if t.is_constant and t.dtype == "int8"
+    ]
+    assert np.mean(np.concatenate([w.ravel() for w in weights]) == 0) > 0.4
+
+
+def test_exported_file_carries_metadata_and_evaluates(tone, tone_corpus, tmp_path):
+    from tinykws.export.runtimes import load_tflite_predictor
+
+    source = save_quantized(tone_corpus, "dscnn", tmp_path / "q.safetensors")
+    result = export_model(source, "tflite", tmp_path / "q.tflite")
+    meta = read_tflite_metadata(result.path)
+    assert meta["labels"] == list(tone.labels) and meta["precision"] == "int8"
+    assert result.io_dtype == "int8" and 0 < result.zipped_bytes < result.bytes
+    graph = int8_graph(tone_corpus, "dscnn")
+    expected = interpret(graph, nhwc(tone.inputs("validation")), runtime="litert")[graph.outputs[0]]
+    logits = load_tflite_predictor(result.path, "reference").logits(tone.validation)
+    np.testing.assert_array_equal(logits, expected)  # int8 io: quantize/dequantize as the graph
+
+
+def test_layer_without_tflite_op_is_refused(tone_corpus, tmp_path):
+    source = save_float(tone_corpus, "bcresnet", tmp_path / "b.safetensors")
+    with pytest.raises(TinyKWSError) as info:
+        export_model(source, "tflite", tmp_path / "b.tflite")
+    message = str(info.value)
+    assert "SubSpectralNorm" in message and "--format onnx" in message
+    assert "\n" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.safetensors"]
+
+
+def test_narrow_weights_refused_naming_the_layer(tone, tone_corpus, tmp_path):
+    source = save_quantized(tone_corpus, "tinyconv", tmp_path / "q4.safetensors", weight_bits=4)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(TinyKWSError) as info:
+        export_model(source, "tflite", tmp_path / "q4.tflite")
+    assert "4-bit" in str(info.value) and "'conv_conv'" in str(info.value)
+    assert "--format c" in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
+    from tinykws.export.model_export import ExportOptions
+
+    widened = export_model(
+        source, "tflite", tmp_path / "q4.tflite", ExportOptions(widen_narrow_weights=True)
+    )
+    assert widened.path.is_file()
+    _assert_litert_matches(
+        int8_graph(tone_corpus, "tinyconv", 4), tone.inputs("validation"), widen_narrow_weights=True
+    )
+
+
+def test_dynamic_range_model_is_refused_for_tflite(tone_corpus, tmp_path):
+    quantized_model(tone_corpus, "dscnn", method="dynamic")
+    source = save_quantized(tone_corpus, "dscnn", tmp_path / "d.safetensors", method="dynamic")
+    with pytest.raises(TinyKWSError, match="--format onnx"):
+        export_model(source, "tflite", tmp_path / "d.tflite")
+    assert not (tmp_path / "d.tflite").exists()
+
+
+def _golden_graph():
+    """A small DS-CNN-like int8 graph from fixed integers (no training, no torch)."""
+    from tinykws.ir import IntGraphBuilder, QuantParams, Weights
+
+    rng = np.random.default_rng(2024)
+
+    def weights(shape, axis):
+        n = shape[axis]
+        return Weights(
+            rng.integers(-127, 128, shape).astype(np.int8),
+            scales=rng.uniform(0.002, 0.02, n).astype(np.float32),
+            bias=rng.integers(-500, 500, n).astype(np.int32),
+        )
+
+    b = IntGraphBuilder("golden")
+    x = b.input("features", (1, 12, 8, 1), QuantParams(0.1, 3))
+    x = b.conv2d(x, weights((8, 3, 3, 1), 0), QuantParams(0.05, -128), stride=2, activation="RELU")
+    x = b.depthwise_conv2d(x, weights((1, 3, 3, 8), 3), QuantParams(0.04, -128), activation="RELU6")
+    x = b.mean(x, QuantParams(0.03, -100), keep_dims=False)
+    graph = b.build([b.fully_connected(x, weights((4, 8), 0), QuantParams(0.2, 5))])
+    graph.metadata = {
+        "labels": ["a", "b", "c", "d"],
+        "frontend": "micro",
+        "normalization": {"mean": [0.0] * 8, "std": [1.0] * 8},
+    }
+    return graph
+
+
+def test_golden_sha256_of_an_exported_file(tmp_path):
+    # Changing the exported bytes must be deliberate: update the digest with the change.
+    graph = _golden_graph()
+    graph.save(tmp_path / "golden.json")
+    result = export_model(tmp_path / "golden.json", "tflite", tmp_path / "golden.tflite")
+    digest = hashlib.sha256(result.path.read_bytes()).hexdigest()
+    assert digest == GOLDEN_SHA256, digest
+
+
+GOLDEN_SHA256 = "d74b1f07cd38c5a6cb003d14ca375a271145aaeb1b7033d321093f54ea76bdb0"
