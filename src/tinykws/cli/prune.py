@@ -1,0 +1,234 @@
+"""Verb: prune (Taylor, L1/L2/Linf channel pruning, unstructured and gradual magnitude)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinykws.cli._common import add_verb, comma_floats
+
+PRUNE_HELP = """\
+Prune a trained model and write the smaller model as a new checkpoint.
+
+methods:
+  taylor     remove filters with the lowest |activation x gradient| (Molchanov et al.),
+             8 at a time over 16 rounds of 50 fine-tuning mini-batches (needs --data)
+  l1|l2|linf remove --amount of the channels whose filters have the lowest norm
+  magnitude  zero --amount of the smallest weights (same shape; zeros stay zero while fine-tuning)
+  gradual    zero weights gradually while training for --fine-tune-epochs (0.5 -> 0.85 sparsity)
+
+Channel pruning (taylor, l1, l2, linf) removes channels physically, with everything coupled to
+them (BatchNorm, depthwise filters, FC inputs, residual branches), so the new model is smaller and
+faster and loads from its own config. --amounts runs a sweep instead: each amount with and
+without fine-tuning, accuracy plotted against parameters, MACs and batch-1 latency in OUT/.
+
+examples:
+  tinykws prune runs/real10 --method taylor --data ~/speech_commands \\
+      --out real10_taylor.safetensors --fine-tune-epochs 30
+  tinykws prune model.safetensors --method l1 --amount 0.5 --out model_l1.safetensors
+  tinykws prune model.safetensors --method l1 --data ~/speech_commands \\
+      --amounts 0.1,0.2,0.35,0.5,0.65 --out sweep_l1/
+"""
+
+
+def register(subparsers) -> None:
+    p = add_verb(
+        subparsers,
+        "prune",
+        "prune a model (taylor, l1, l2, linf, magnitude, gradual)",
+        prune_verb,
+        PRUNE_HELP,
+    )
+    p.add_argument("model", help="checkpoint (.safetensors) or run directory")
+    p.add_argument(
+        "--method", required=True, choices=["taylor", "l1", "l2", "linf", "magnitude", "gradual"]
+    )
+    p.add_argument(
+        "--data",
+        help="the Speech Commands-layout folder the model was trained on "
+        "(needed by taylor, gradual, --amounts and fine-tuning)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="new checkpoint (.safetensors); with --amounts, a folder for sweep.json and sweep.png",
+    )
+    p.add_argument(
+        "--amount",
+        type=float,
+        default=0.5,
+        help="fraction of channels (l1/l2/linf) or weights (magnitude), in [0, 1); default 0.5",
+    )
+    p.add_argument(
+        "--amounts",
+        type=comma_floats,
+        metavar="A,B,...",
+        help="sweep these amounts, each with and without fine-tuning",
+    )
+    p.add_argument(
+        "--scope",
+        choices=["layer", "global"],
+        default="layer",
+        help="rank within each layer (default) or over the whole network",
+    )
+    p.add_argument(
+        "--fine-tune-epochs",
+        type=int,
+        metavar="N",
+        help="retrain after pruning for N epochs (default 0; 10 for --amounts and gradual)",
+    )
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
+    p.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
+    p.add_argument("--max-iterations", type=int, default=16, help="taylor: pruning rounds")
+    p.add_argument("--max-to-prune", type=int, default=8, help="taylor: filters per round")
+    p.add_argument(
+        "--minibatches", type=int, default=50, help="taylor: fine-tuning mini-batches per round"
+    )
+    p.add_argument(
+        "--cache-dir",
+        help="where decoded audio and features are cached "
+        "(default: ~/.cache/tinykws, or $TINYKWS_CACHE)",
+    )
+
+
+def prune_verb(args) -> int:
+    from tinykws.errors import TinyKWSError
+    from tinykws.predictor import resolve_model_path
+    from tinykws.prune.stage import load_model
+
+    sweeping = bool(args.amounts)
+    cfg = prune_config(args, sweeping)
+    needs_data = sweeping or args.method in ("taylor", "gradual") or cfg.retrain_enabled
+    if needs_data and not args.data:
+        raise TinyKWSError(f"--method {args.method} with these options needs --data ROOT")
+    out = Path(args.out)
+    if not sweeping and out.suffix != ".safetensors":
+        raise TinyKWSError(f"--out {out}: the pruned model is a .safetensors file")
+    if sweeping and out.exists() and not out.is_dir():
+        raise TinyKWSError(f"--out {out}: a sweep writes into a folder; this is a file")
+    model, meta = load_model(resolve_model_path(args.model))
+    data = None
+    if args.data:
+        from tinykws.cache import DEFAULT_CACHE_DIR
+        from tinykws.prune.data import training_data_for
+
+        data = training_data_for(meta, args.data, args.cache_dir or DEFAULT_CACHE_DIR)
+    if sweeping:
+        return run_sweep(model, cfg, data, out)
+    return run_prune(model, meta, cfg, data, out)
+
+
+def prune_config(args, sweeping: bool):
+    """The `PruneConfig` (with a `SweepConfig` when sweeping) the arguments describe."""
+    from tinykws.data.augment import AugmentConfig
+    from tinykws.prune.config import PruneConfig, SweepConfig, TaylorConfig
+    from tinykws.train import TrainConfig
+
+    default_epochs = 10 if sweeping or args.method == "gradual" else 0
+    epochs = default_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs
+    fine_tune = TrainConfig(
+        epochs=max(epochs, 1),
+        batch_size=args.batch_size,
+        optimizer="adam",
+        lr=args.lr,
+        schedule="constant",
+        weight_decay=0.0,
+        label_smoothing=0.0,
+        augment=AugmentConfig(enabled=False),
+    )
+    taylor = TaylorConfig(
+        max_iterations=args.max_iterations,
+        max_to_prune=args.max_to_prune,
+        minibatches=args.minibatches,
+    )
+    sweep = None
+    if sweeping:
+        sweep = SweepConfig(
+            method=args.method, amounts=args.amounts, scope=args.scope, fine_tune=fine_tune
+        )
+    return PruneConfig(
+        method=args.method,
+        amount=args.amount,
+        scope=args.scope,
+        taylor=taylor,
+        retrain=fine_tune,
+        retrain_enabled=epochs > 0,
+        sweep=sweep,
+    )
+
+
+def run_prune(model, meta, cfg, data, out: Path) -> int:
+    from tinykws.checkpoint import save_checkpoint
+    from tinykws.models import config_to_dict
+    from tinykws.prune import prune
+    from tinykws.prune.stage import summary_of
+
+    pruned, report = prune(model, cfg, data)
+    summary = summary_of(report)
+    save_checkpoint(
+        out, pruned.state_dict(), meta | {"model": config_to_dict(pruned.config), "pruned": summary}
+    )
+    from tinykws.io import write_json
+
+    write_json(out.with_suffix(".json"), report)
+    if cfg.method == "taylor":
+        from tinykws.prune.taylor import plot_taylor_progress
+
+        plot_taylor_progress(
+            report["history"], out.with_suffix(".taylor.png"), cfg.taylor.minibatches
+        )
+    print_summary(summary, out)
+    return 0
+
+
+def run_sweep(model, cfg, data, out: Path) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from tinykws.prune import sweep
+
+    result = sweep(model, cfg.sweep, data, out)
+    table = Table(
+        "amount",
+        "params",
+        "MACs",
+        "latency ms",
+        "accuracy",
+        "fine-tuned",
+        title=f"{cfg.method} sweep ({cfg.scope})",
+    )
+    rows = [
+        {
+            "amount": 0.0,
+            **result["baseline"],
+            "val_accuracy_fine_tuned": result["baseline"]["val_accuracy"],
+        },
+        *result["rows"],
+    ]
+    for r in rows:
+        table.add_row(
+            f"{r['amount']:.2f}",
+            f"{r['nonzero_params']:,}",
+            f"{r['macs']:,}",
+            f"{r['latency_ms']:.3f}",
+            f"{r['val_accuracy']:.4f}",
+            f"{r['val_accuracy_fine_tuned']:.4f}",
+        )
+    console = Console()
+    console.print(table)
+    console.print(f"plot: {out / 'sweep.png'}")
+    return 0
+
+
+def print_summary(summary: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("figure", "before", "after", title=f"{summary['method']} pruning")
+    for key in ("params", "nonzero_params", "param_bytes", "macs", "val_accuracy"):
+        if f"{key}_before" in summary:
+            before, after = summary[f"{key}_before"], summary[f"{key}_after"]
+            fmt = "{:.4f}" if key == "val_accuracy" else "{:,}"
+            table.add_row(key, fmt.format(before), fmt.format(after))
+    console = Console()
+    console.print(table)
+    console.print(f"MACs removed: {summary['macs_removed']:.1%}; wrote {out}")

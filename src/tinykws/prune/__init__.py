@@ -1,0 +1,113 @@
+"""Pruning: make a trained keyword spotter smaller, and (for structured methods) faster.
+
+`prune(model, config, data)` looks the method up in `PRUNERS` and returns a new model and a
+report; the input model is not changed.
+
+- taylor: filters with the lowest activation x gradient scores go, iteratively while
+  fine-tuning; the network gets smaller (new widths).
+- l1, l2, linf: channels whose filters have the lowest norm go; smaller network.
+- magnitude: the smallest weights become zero (unstructured); same shape, zeros in the weights.
+- gradual: the smallest weights become zero with a sparsity that rises while training
+  (PolynomialDecay); same shape, zeros in the weights.
+
+Structured methods remove channels physically (Torch-Pruning's dependency graph handles coupled
+layers: BatchNorm, depthwise convs, flatten/pool -> FC, residual additions) and rebuild the
+network from a config with the new widths, so a pruned checkpoint loads like any other.
+
+Example:
+    >>> from tinykws.models import build_model, model_config
+    >>> from tinykws.prune.config import PruneConfig
+    >>> model = build_model(model_config("dscnn_s", 12, (49, 10)))
+    >>> smaller, report = prune(model, PruneConfig(method="l1", amount=0.5))
+    >>> smaller.config.block_filters, report["after"]["macs"] < report["before"]["macs"]
+    ((32, 32, 32, 32), True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tinykws.errors import TinyKWSError
+from tinykws.prune.config import METHODS, PruneConfig, SweepConfig, TaylorConfig
+from tinykws.prune.gradual import gradual_prune
+from tinykws.prune.norm import norm_prune, sweep
+from tinykws.prune.taylor import TaylorPrunable, taylor_prune
+from tinykws.prune.unstructured import finalize, magnitude_prune
+
+__all__ = [
+    "METHODS",
+    "PRUNERS",
+    "PruneConfig",
+    "SweepConfig",
+    "TaylorConfig",
+    "TaylorPrunable",
+    "prune",
+    "prune_without_retraining",
+    "sweep",
+]
+
+# method -> function(model, config, data, work_dir) -> (pruned model, report). "magnitude"
+# returns its model with masks still attached, so retraining keeps the pruned weights at zero.
+PRUNERS: dict[str, Callable[..., tuple[Any, dict]]] = {
+    "taylor": taylor_prune,
+    "l1": norm_prune,
+    "l2": norm_prune,
+    "linf": norm_prune,
+    "magnitude": magnitude_prune,
+    "gradual": gradual_prune,
+}
+NEEDS_DATA = ("taylor", "gradual")
+
+
+def prune(model, config: PruneConfig, data=None, work_dir: str | Path | None = None):
+    """Prune `model` with `config.method`, retrain when data is given, and report.
+
+    Args:
+        model: a trained tinykws model (left unchanged).
+        config: a `PruneConfig`.
+        data: a `tinykws.train.TrainingData`; needed by taylor and gradual, and for retraining
+            (`config.retrain`, when `config.retrain_enabled`) and accuracy figures.
+        work_dir: where retraining writes checkpoints (resumable); a temporary folder if None.
+
+    Returns:
+        (new model, report). The report has "method", "before" and "after" figures (params,
+        nonzero_params, param_bytes, macs, and val_accuracy when data is given), the method's
+        own entries, "val_accuracy_pruned" (before retraining) and "retrain" (its history).
+    """
+    pruned, report = prune_without_retraining(model, config, data, work_dir)
+    if data is not None:
+        report["val_accuracy_pruned"] = _accuracy(pruned, data)
+        if config.retrain_enabled and config.method != "gradual":
+            work = Path(work_dir) / "retrain" if work_dir is not None else None
+            from tinykws.prune.retrain import retrain
+
+            report["retrain"] = retrain(pruned, data, config.retrain, work)
+    finalize(pruned)
+    report["after"] = _figures(pruned, data)
+    return pruned, report
+
+
+def prune_without_retraining(model, config: PruneConfig, data=None, work_dir=None):
+    """The method alone: (pruned model, report with "method" and "before")."""
+    if config.method in NEEDS_DATA and data is None:
+        raise TinyKWSError(f"{config.method} pruning trains the model; give it data (--data)")
+    report = {"method": config.method, "before": _figures(model, data)}
+    pruned, details = PRUNERS[config.method](model, config, data, work_dir)
+    return pruned, report | details
+
+
+def _figures(model, data) -> dict:
+    from tinykws.prune.measure import model_figures
+
+    figures = model_figures(model)
+    if data is not None:
+        figures["val_accuracy"] = _accuracy(model, data)
+    return figures
+
+
+def _accuracy(model, data) -> float:
+    from tinykws.prune.measure import validation_accuracy
+
+    return validation_accuracy(model, data)

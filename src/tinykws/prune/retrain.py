@@ -1,0 +1,88 @@
+"""Retraining a pruned network with the training stage's `fit`.
+
+`retrain` runs `tinykws.train.fit` on the pruned model (checkpoints, resume and history as in
+training) in a work folder; `keep="last"` returns the final weights instead of the best ones,
+which gradual pruning needs (its sparsity is highest at the end). `fresh_work_dir` empties a
+work folder left by a run with different settings, so a resumed retraining never continues
+from weights of another pruned network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from torch import nn
+
+from tinykws.checkpoint import load_checkpoint
+from tinykws.io import write_json
+
+
+def retrain(model: nn.Module, data, cfg, work_dir: Path | None = None, keep: str = "best") -> dict:
+    """Train `model` in place with `fit(model, data, cfg, work_dir)`; returns fit's history.
+
+    Args:
+        model: the pruned model (masks, if any, stay attached).
+        data: a `tinykws.train.TrainingData`.
+        cfg: a `tinykws.train.TrainConfig`.
+        work_dir: where fit writes best/last checkpoints and history.json (resumable); a
+            temporary folder when None.
+        keep: "best" (fit's choice by validation) or "last" (the weights after the last epoch).
+    """
+    from tinykws.train import fit
+    from tinykws.train_state import LAST
+
+    with _work_dir(work_dir) as out, _single_process():
+        history = fit(model, data, cfg, out)
+        if keep == "last":
+            tensors, _ = load_checkpoint(out / LAST)
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    return history
+
+
+@contextlib.contextmanager
+def _work_dir(work_dir: Path | None) -> Iterator[Path]:
+    if work_dir is not None:
+        Path(work_dir).mkdir(parents=True, exist_ok=True)
+        yield Path(work_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="tinykws-retrain-") as tmp:
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _single_process() -> Iterator[None]:
+    # Pruning runs on rank 0 only, after the data-parallel training has ended; without this,
+    # fit would try to rejoin a process group whose other members are gone.
+    saved = os.environ.get("WORLD_SIZE")
+    if saved is not None:
+        os.environ["WORLD_SIZE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["WORLD_SIZE"] = saved
+
+
+def fresh_work_dir(work_dir: Path, key: str) -> Path:
+    """`work_dir`, emptied first if it holds the work of a run with another `key`."""
+    work_dir = Path(work_dir)
+    marker = work_dir / "key.json"
+    if work_dir.exists() and (not marker.is_file() or _read_key(marker) != key):
+        shutil.rmtree(work_dir)
+    if not marker.is_file():
+        write_json(marker, {"key": key})
+    return work_dir
+
+
+def _read_key(path: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("key")
+    except (OSError, json.JSONDecodeError):
+        return None
