@@ -107,6 +107,14 @@ def test_resumed_training_equals_uninterrupted_training(tone_data, tmp_path, mon
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_ddp_with_two_processes(tone_corpus, tmp_path):
     out = tmp_path / "ddp"
@@ -118,7 +126,7 @@ def test_ddp_with_two_processes(tone_corpus, tmp_path):
         "--nproc_per_node",
         "2",
         "--master_port",
-        "29517",
+        str(free_port()),
         "-m",
         "tinykws",
         "train",
@@ -133,7 +141,8 @@ def test_ddp_with_two_processes(tone_corpus, tmp_path):
         "--out",
         str(out),
     ]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # ~15 s on an idle 2-core machine; the generous limit only guards against a hang.
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((out / "train" / "history.json").read_text())
     assert len(history["train_loss"]) == 2

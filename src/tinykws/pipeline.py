@@ -70,17 +70,24 @@ class Run:
 def stage_table() -> dict[str, Any]:
     """Stage name -> function(run) -> outputs dict, in execution order."""
     from tinykws import stages
+    from tinykws.export.stage import stage_check, stage_export
+    from tinykws.prune.stage import stage_prune
+    from tinykws.quant.stage import stage_quantize
 
     return {
         "data": stages.stage_data,
         "train": stages.stage_train,
+        "prune": stage_prune,
+        "quantize": stage_quantize,
+        "export": stage_export,
         "evaluate": stages.stage_evaluate,
+        "check": stage_check,
         "report": stages.stage_report,
     }
 
 
 # Names are needed to validate recipes without importing the stage implementations.
-STAGES = ("data", "train", "evaluate", "report")
+STAGES = ("data", "train", "prune", "quantize", "export", "evaluate", "check", "report")
 
 
 def stage_config(recipe, stage: str) -> Any:
@@ -115,8 +122,8 @@ def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
         else:
             redo = True  # everything after a redone stage is redone too
             _run_stage(run, stage, table[stage], key)
-            if not run.is_main:
-                break
+        if not run.is_main and stage == "train":
+            break  # later stages run on rank 0 only
         upstream = key
     return run
 

@@ -102,8 +102,28 @@ def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
         model=model,
         train=from_dict(TrainConfig, raw.get("train", {}), "train"),
         evaluate=from_dict(EvaluateConfig, raw.get("evaluate", {}), "evaluate"),
-        extra={k: raw[k] for k in raw if k not in SECTIONS},
+        extra=_check_stage_tables({k: raw[k] for k in raw if k not in SECTIONS}),
     )
+
+
+def _check_stage_tables(extra: dict[str, Any]) -> dict[str, Any]:
+    """Validate the tables of the compression and deployment stages before anything runs."""
+    from tinykws.check import CheckConfig
+    from tinykws.export.stage import ExportStageConfig
+    from tinykws.prune.config import PruneConfig
+    from tinykws.quant.stage import parse_table
+
+    parsers = {
+        "prune": lambda t: from_dict(PruneConfig, t, "prune"),
+        "quantize": parse_table,
+        "export": lambda t: from_dict(ExportStageConfig, t, "export"),
+        "check": lambda t: from_dict(CheckConfig, t, "check"),
+    }
+    for name, table in extra.items():
+        if not isinstance(table, dict):
+            raise TinyKWSError(f"[{name}] must be a table")
+        parsers[name](table)
+    return extra
 
 
 def parse_data_section(raw: dict[str, Any]) -> DataSection:

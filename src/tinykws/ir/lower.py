@@ -68,11 +68,15 @@ def lower(quantized, name: str = "model", *, softmax: bool = False) -> IntGraph:
 
     module = getattr(quantized, "module", quantized)
     if not isinstance(module, QuantModel):
-        raise TinyKWSError("lower: a dynamic-range model keeps float activations; the integer "
-                           "graph needs a ptq or qat model")
+        raise TinyKWSError(
+            "lower: a dynamic-range model keeps float activations; the integer "
+            "graph needs a ptq or qat model"
+        )
     if module.config.activation_bits != 8:
-        raise TinyKWSError(f"lower: the integer graph holds int8 activations; this model uses "
-                           f"{module.config.activation_bits}-bit activations (use 8)")
+        raise TinyKWSError(
+            f"lower: the integer graph holds int8 activations; this model uses "
+            f"{module.config.activation_bits}-bit activations (use 8)"
+        )
     if any(step.bn for step in module.trace.steps):
         raise TinyKWSError("lower: fold the BatchNorms first (QuantModel.fold)")
     ctx = _Context(module, IntGraphBuilder(name))
@@ -96,29 +100,49 @@ def lower(quantized, name: str = "model", *, softmax: bool = False) -> IntGraph:
 def _weights(ctx: _Context, step, layout) -> Weights:
     layer = ctx.module.integer_layer(step)
     weight = layout(layer.weight.cpu().numpy()).astype(np.int8)
-    return Weights(np.ascontiguousarray(weight), tuple(layer.scale.cpu().numpy().astype(np.float32)),
-                   layer.bias.cpu().numpy().astype(np.int32), layer.bits)
+    return Weights(
+        np.ascontiguousarray(weight),
+        tuple(layer.scale.cpu().numpy().astype(np.float32)),
+        layer.bias.cpu().numpy().astype(np.int32),
+        layer.bits,
+    )
 
 
 def _conv_options(ctx: _Context, step) -> dict:
     layer = ctx.module.net.get_submodule(step.module)
-    return {"stride": tuple(layer.stride), "padding": tuple(step.pads),
-            "dilation": tuple(layer.dilation), "activation": step.activation}
+    return {
+        "stride": tuple(layer.stride),
+        "padding": tuple(step.pads),
+        "dilation": tuple(layer.dilation),
+        "activation": step.activation,
+    }
 
 
 def _conv(ctx: _Context, step) -> str:
     weights = _weights(ctx, step, lambda w: w.transpose(0, 2, 3, 1))  # OIHW -> OHWI
-    return ctx.builder.conv2d(ctx.names[step.inputs[0]], weights, ctx.qparams(step.name),
-                              name=step.name, **_conv_options(ctx, step))
+    return ctx.builder.conv2d(
+        ctx.names[step.inputs[0]],
+        weights,
+        ctx.qparams(step.name),
+        name=step.name,
+        **_conv_options(ctx, step),
+    )
 
 
 def _depthwise(ctx: _Context, step) -> str:
     layer = ctx.module.net.get_submodule(step.module)
-    weights = _weights(ctx, step, lambda w: w.transpose(1, 2, 3, 0))  # (C, 1, KH, KW) -> (1, KH, KW, C)
+    weights = _weights(
+        ctx, step, lambda w: w.transpose(1, 2, 3, 0)
+    )  # (C, 1, KH, KW) -> (1, KH, KW, C)
     multiplier = layer.out_channels // layer.in_channels
-    return ctx.builder.depthwise_conv2d(ctx.names[step.inputs[0]], weights, ctx.qparams(step.name),
-                                        depth_multiplier=multiplier, name=step.name,
-                                        **_conv_options(ctx, step))
+    return ctx.builder.depthwise_conv2d(
+        ctx.names[step.inputs[0]],
+        weights,
+        ctx.qparams(step.name),
+        depth_multiplier=multiplier,
+        name=step.name,
+        **_conv_options(ctx, step),
+    )
 
 
 def _linear(ctx: _Context, step) -> str:
@@ -132,17 +156,24 @@ def _linear(ctx: _Context, step) -> str:
 
     x = ctx.names[step.inputs[0]]
     if len(ctx.builder.graph.tensor(x).shape) != 2:
-        raise TinyKWSError(f"lower: layer {step.layer} must read a flattened (batch, features) "
-                           f"tensor")
-    return ctx.builder.fully_connected(x, _weights(ctx, step, layout), ctx.qparams(step.name),
-                                       activation=step.activation, name=step.name)
+        raise TinyKWSError(
+            f"lower: layer {step.layer} must read a flattened (batch, features) tensor"
+        )
+    return ctx.builder.fully_connected(
+        x,
+        _weights(ctx, step, layout),
+        ctx.qparams(step.name),
+        activation=step.activation,
+        name=step.name,
+    )
 
 
 def _pool_options(ctx: _Context, step) -> dict:
     """Filter, stride and TFLite pads equal to the PyTorch pool (padding, ceil_mode)."""
     pool = ctx.module.net.get_submodule(step.module)
-    kernel, stride, padding = (_pair(v) for v in (pool.kernel_size, pool.stride or pool.kernel_size,
-                                                  pool.padding))
+    kernel, stride, padding = (
+        _pair(v) for v in (pool.kernel_size, pool.stride or pool.kernel_size, pool.padding)
+    )
     in_hw = ctx.builder.graph.tensor(ctx.names[step.inputs[0]]).shape[1:3]
     out_hw = step.shape[2:]
     pads = []
@@ -154,25 +185,27 @@ def _pool_options(ctx: _Context, step) -> dict:
 
 def _max_pool(ctx: _Context, step) -> str:
     kernel = _pair(ctx.module.net.get_submodule(step.module).kernel_size)
-    return ctx.builder.max_pool2d(ctx.names[step.inputs[0]], kernel, name=step.name,
-                                  **_pool_options(ctx, step))
+    return ctx.builder.max_pool2d(
+        ctx.names[step.inputs[0]], kernel, name=step.name, **_pool_options(ctx, step)
+    )
 
 
 def _avg_pool(ctx: _Context, step) -> str:
     kernel = _pair(ctx.module.net.get_submodule(step.module).kernel_size)
-    return ctx.builder.avg_pool2d(ctx.names[step.inputs[0]], kernel, name=step.name,
-                                  **_pool_options(ctx, step))
+    return ctx.builder.avg_pool2d(
+        ctx.names[step.inputs[0]], kernel, name=step.name, **_pool_options(ctx, step)
+    )
 
 
 def _mean(ctx: _Context, step) -> str:
-    return ctx.builder.mean(ctx.names[step.inputs[0]], ctx.qparams(step.name), keep_dims=True,
-                            name=step.name)
+    return ctx.builder.mean(
+        ctx.names[step.inputs[0]], ctx.qparams(step.name), keep_dims=True, name=step.name
+    )
 
 
 def _add(ctx: _Context, step) -> str:
     a, b = (ctx.names[n] for n in step.inputs)
-    return ctx.builder.add(a, b, ctx.qparams(step.name), activation=step.activation,
-                           name=step.name)
+    return ctx.builder.add(a, b, ctx.qparams(step.name), activation=step.activation, name=step.name)
 
 
 def _flatten(ctx: _Context, step) -> str:
@@ -192,8 +225,9 @@ def _dropout(ctx: _Context, step) -> str:
 
 def _pad(ctx: _Context, step) -> str:
     top, bottom, left, right = step.pads
-    return ctx.builder.pad(ctx.names[step.inputs[0]], [(0, 0), (top, bottom), (left, right), (0, 0)],
-                           name=step.name)
+    return ctx.builder.pad(
+        ctx.names[step.inputs[0]], [(0, 0), (top, bottom), (left, right), (0, 0)], name=step.name
+    )
 
 
 def _pair(value) -> tuple[int, int]:

@@ -131,6 +131,15 @@ def evaluation_section(run_dir: Path) -> str:
     return "<h2>Evaluation</h2>" + "".join(parts) if parts else ""
 
 
+def later_sections() -> list:
+    """Sections of the compression and deployment stages (imported when a report is written)."""
+    from tinykws.export.stage import artefacts_section, check_section, metrics_section
+    from tinykws.prune.stage import report_section as prune_section
+    from tinykws.quant.stage import report_section as quantize_section
+
+    return [prune_section, quantize_section, artefacts_section, metrics_section, check_section]
+
+
 SECTIONS = [data_section, training_section, model_section, evaluation_section]
 
 
@@ -138,7 +147,7 @@ def write_report(run_dir: str | Path) -> Path:
     """Write `run_dir/report.html` and return its path."""
     run_dir = Path(run_dir)
     recipe = (run_dir / "recipe.toml").read_text() if (run_dir / "recipe.toml").is_file() else ""
-    body = "".join(section(run_dir) for section in SECTIONS)
+    body = "".join(section(run_dir) for section in [*SECTIONS, *later_sections()])
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>tinykws report</title>"
         f"<style>{STYLE}</style></head><body><h1>tinykws run: {html.escape(run_dir.name)}</h1>"

@@ -1,0 +1,159 @@
+"""Verbs: quantize (ptq / dynamic / qat, 2-8 bits, optional sweep) and compare (two models)."""
+
+from __future__ import annotations
+
+from tinykws.cli._common import add_verb, comma_ints, comma_words
+
+
+def register(subparsers) -> None:
+    p = add_verb(
+        subparsers,
+        "quantize",
+        "quantize a model to 2-8 bits (ptq, dynamic, qat)",
+        quantize_verb,
+        QUANTIZE_HELP,
+    )
+    p.add_argument("model", help="float checkpoint or run directory")
+    p.add_argument("--data", required=True, help="the dataset folder the model was trained on")
+    p.add_argument("--out", required=True, help="folder for model.safetensors, model.json, ...")
+    p.add_argument("--method", choices=["ptq", "dynamic", "qat"])
+    p.add_argument("--bits", type=int, help="weight bit width, 2..8 (default 8)")
+    p.add_argument("--activation-bits", type=int, help="2..8; the integer graph needs 8")
+    p.add_argument("--weight-scheme", choices=["per_channel", "per_tensor"])
+    p.add_argument("--activation-scheme", choices=["asym", "sym"])
+    p.add_argument(
+        "--observer", help="activation observer: minmax, moving_average, percentile, mse, entropy"
+    )
+    p.add_argument("--weight-observer", help="minmax or mse")
+    p.add_argument("--power-of-two", action="store_true", help="power-of-two scales")
+    p.add_argument("--calibration-per-class", type=int, help="calibration clips per class")
+    p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs")
+    p.add_argument("--qat-lr", type=float, help="QAT learning rate")
+    p.add_argument("--sweep-bits", type=comma_ints, help="e.g. 2,4,6,8: sweep weight widths")
+    p.add_argument("--schemes", type=comma_words, help="sweep activation schemes, e.g. sym,asym")
+    p.add_argument("--methods", type=comma_words, help="sweep methods, e.g. ptq,qat")
+    p.add_argument("--cache-dir", help="keep decoded audio and features here between runs")
+
+    p = add_verb(
+        subparsers,
+        "compare",
+        "compare two models: accuracy, drop, size, predictions",
+        compare_verb,
+        COMPARE_HELP,
+    )
+    p.add_argument("model_a", help="model file or run directory (e.g. the float model)")
+    p.add_argument("model_b", help="model file or run directory (e.g. the quantized model)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="validation", choices=["train", "validation", "test", "all"])
+    p.add_argument("--backend-a", help="torch, fakequant or int (default: int when available)")
+    p.add_argument("--backend-b", help="torch, fakequant or int (default: int when available)")
+    p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
+    p.add_argument("--cache-dir", help="keep decoded audio and features here between runs")
+
+
+QUANTIZE_HELP = """\
+Quantize a float model and lower it to the integer graph. OUT receives model.safetensors
+(evaluate it with --backend torch|fakequant|int), model.json + model.npz (the integer graph),
+summary.json and size charts; with --sweep-bits also sweep.json, sweep.csv and sweep.png.
+
+examples:
+  tinykws quantize runs/real10 --data DIR --out runs/real10_int8
+  tinykws quantize runs/real10 --data DIR --out q4 --method qat --bits 4 --qat-epochs 8
+  tinykws quantize runs/real10 --data DIR --out sweep --sweep-bits 2,4,6,8 \\
+      --schemes sym,asym --methods ptq,qat
+"""
+
+COMPARE_HELP = """\
+Score two models on the same clips: both accuracies, the drop, top-1 agreement, both parameter
+memories, the compression ratio and ten side-by-side predictions.
+
+example:
+  tinykws compare runs/real10/train/best.safetensors runs/real10_int8/model.safetensors --data DIR
+"""
+
+OPTION_KEYS = {
+    "method": "method",
+    "bits": "weight_bits",
+    "activation_bits": "activation_bits",
+    "weight_scheme": "weight_scheme",
+    "activation_scheme": "activation_scheme",
+    "observer": "activation_observer",
+    "weight_observer": "weight_observer",
+    "calibration_per_class": "calibration_per_class",
+}
+
+
+def quant_config_from_args(args):
+    """(QuantConfig, SweepConfig | None) from the command line options."""
+    from tinykws.config import from_dict
+    from tinykws.quant import QuantConfig
+    from tinykws.quant.sweep import SweepConfig
+
+    table = {
+        key: getattr(args, opt)
+        for opt, key in OPTION_KEYS.items()
+        if getattr(args, opt) is not None
+    }
+    if args.power_of_two:
+        table["power_of_two"] = True
+    qat = {k: v for k, v in (("epochs", args.qat_epochs), ("lr", args.qat_lr)) if v is not None}
+    if qat:
+        table["qat"] = qat
+    config = from_dict(QuantConfig, table, "quantize")
+    sweep = None
+    if args.sweep_bits or args.schemes or args.methods:
+        sweep_table = {
+            k: v
+            for k, v in (
+                ("bits", args.sweep_bits),
+                ("schemes", args.schemes),
+                ("methods", args.methods),
+            )
+            if v
+        }
+        sweep = from_dict(SweepConfig, sweep_table, "quantize.sweep")
+    return config, sweep
+
+
+def quantize_verb(args) -> int:
+    from tinykws.quant.sweep import print_sweep
+    from tinykws.quant.workflow import metrics_of, quantize_file
+
+    config, sweep = quant_config_from_args(args)
+    summary = quantize_file(args.model, args.data, args.out, config, sweep, args.cache_dir)
+    metrics = metrics_of(summary)
+    for key, value in metrics.items():
+        print(f"{key}: {_format(key, value)}")
+    if sweep is not None:
+        import json
+        from pathlib import Path
+
+        print_sweep(json.loads((Path(args.out) / "sweep.json").read_text())["rows"])
+    print(f"written: {args.out}")
+    return 0
+
+
+def _format(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if "accuracy" in key or "agreement" in key:
+        return f"{100 * value:.2f}%"
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def compare_verb(args) -> int:
+    from tinykws.io import write_json
+    from tinykws.quant.compare import compare, print_comparison
+
+    result = compare(
+        args.model_a,
+        args.model_b,
+        args.data,
+        args.split,
+        (args.backend_a, args.backend_b),
+        args.cache_dir,
+    )
+    print_comparison(result)
+    if args.json_out:
+        write_json(args.json_out, result)
+    return 0

@@ -1,0 +1,151 @@
+"""Compare two models on the same clips: both accuracies, the drop, top-1 agreement, both
+parameter memories, the compression ratio, and ten side-by-side predictions (the FP32 vs INT8
+report of a post-training-quantization study).
+
+Example:
+    >>> import numpy as np
+    >>> class Alternating:  # predicts a, b, a, b, ...
+    ...     labels, meta = ("a", "b"), {}
+    ...     def logits(self, x): return np.eye(2, dtype=np.float32)[np.arange(len(x)) % 2]
+    >>> labels = np.array([0, 1, 0, 0])
+    >>> result = compare_predictions(Alternating(), Alternating(), np.zeros((4, 1, 1)), labels)
+    >>> result["accuracy_a"], result["agreement"]
+    (0.75, 1.0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinykws.errors import TinyKWSError
+
+
+def default_backend(path: str | Path) -> str:
+    """ "int" for a quantized checkpoint with an integer graph, "fakequant" for one without,
+    "int" for a graph file, "torch" otherwise."""
+    from tinykws.predictor import resolve_model_path
+
+    path = resolve_model_path(path)
+    if path.suffix == ".json":
+        return "int"
+    if path.suffix != ".safetensors":
+        return "torch"
+    from tinykws.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(path)
+    quant = meta.get("quant")
+    if quant is None:
+        return "torch"
+    return "int" if quant.get("graph") else "fakequant"
+
+
+def compare_predictions(
+    a, b, features: np.ndarray, labels: np.ndarray, clips=None, count: int = 10, seed: int = 0
+) -> dict:
+    """Accuracies, drop (a - b), agreement and `count` seeded side-by-side samples."""
+    from tinykws.evaluate import softmax
+
+    if tuple(a.labels) != tuple(b.labels):
+        raise TinyKWSError(
+            f"the models have different labels: {list(a.labels)} vs {list(b.labels)}"
+        )
+    probs_a, probs_b = softmax(a.logits(features)), softmax(b.logits(features))
+    pred_a, pred_b = probs_a.argmax(1), probs_b.argmax(1)
+    labels = np.asarray(labels)
+    accuracy_a, accuracy_b = float((pred_a == labels).mean()), float((pred_b == labels).mean())
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(labels), size=min(count, len(labels)), replace=False))
+    names = list(a.labels)
+    samples = [
+        {
+            "clip": clips[i].path if clips is not None else str(i),
+            "true": names[labels[i]],
+            "a": names[pred_a[i]],
+            "probability_a": float(probs_a[i].max()),
+            "b": names[pred_b[i]],
+            "probability_b": float(probs_b[i].max()),
+        }
+        for i in picks
+    ]
+    return {
+        "n": int(len(labels)),
+        "accuracy_a": accuracy_a,
+        "accuracy_b": accuracy_b,
+        "drop": accuracy_a - accuracy_b,
+        "agreement": float((pred_a == pred_b).mean()),
+        "samples": samples,
+    }
+
+
+def compare(
+    path_a, path_b, root, split: str = "validation", backends=(None, None), cache_dir=None
+) -> dict:
+    """Load two model files (or run directories), score both on `split` of `root`, compare.
+
+    `backends` default to `default_backend` of each file; `cache_dir` caches audio and features.
+    """
+    from tinykws.evaluate import load_eval_data
+    from tinykws.predictor import load_predictor
+    from tinykws.quant.files import register_loaders
+    from tinykws.quant.sizes import compression_ratio, predictor_memory
+
+    register_loaders()
+    backend_a = backends[0] or default_backend(path_a)
+    backend_b = backends[1] or default_backend(path_b)
+    a, b = load_predictor(path_a, backend_a), load_predictor(path_b, backend_b)
+    data = load_eval_data(a.meta, root, split, cache_dir)
+    labels = np.array([list(a.labels).index(c.label) for c in data.clips], dtype=np.int64)
+    result = compare_predictions(a, b, data.features, labels, data.clips)
+    memory_a, memory_b = predictor_memory(a), predictor_memory(b)
+    result.update(
+        model_a=str(path_a),
+        model_b=str(path_b),
+        backend_a=backend_a,
+        backend_b=backend_b,
+        split=split,
+        bytes_a=memory_a.total_bytes if memory_a else None,
+        bytes_b=memory_b.total_bytes if memory_b else None,
+        compression_ratio=compression_ratio(memory_a, memory_b) if memory_a and memory_b else None,
+    )
+    return result
+
+
+def print_comparison(result: dict, console=None) -> None:
+    """The comparison as two rich tables: figures, then the sample predictions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    figures = Table("", "A", "B", title=f"{result['split']} split, {result['n']} clips")
+    figures.add_row("model", Path(result["model_a"]).name, Path(result["model_b"]).name)
+    figures.add_row("backend", result["backend_a"], result["backend_b"])
+    figures.add_row("accuracy", _pct(result["accuracy_a"]), _pct(result["accuracy_b"]))
+    figures.add_row("parameter memory", _bytes(result["bytes_a"]), _bytes(result["bytes_b"]))
+    console.print(figures)
+    ratio = result["compression_ratio"]
+    console.print(
+        f"accuracy drop (A - B): {100 * result['drop']:.2f} points; top-1 agreement "
+        f"{_pct(result['agreement'])}; B is "
+        f"{'?' if ratio is None else f'{ratio:.1f}'}x smaller than A"
+    )
+    samples = Table("clip", "true", "A", "p(A)", "B", "p(B)", title="sample predictions")
+    for s in result["samples"]:
+        samples.add_row(
+            Path(s["clip"]).name,
+            s["true"],
+            s["a"],
+            f"{s['probability_a']:.3f}",
+            s["b"],
+            f"{s['probability_b']:.3f}",
+        )
+    console.print(samples)
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _bytes(value) -> str:
+    return "-" if value is None else f"{value:,} bytes"

@@ -1,0 +1,273 @@
+"""Range observers: what interval [low, high] of a tensor the integer grid should cover.
+
+Activations (per tensor), chosen by name in `ACTIVATION_OBSERVERS`:
+- ``minmax``: the smallest and largest value seen.
+- ``moving_average``: min and max of each batch, averaged exponentially (QAT's observer).
+- ``percentile``: the `percentile`-th and (100 - `percentile`)-th percentiles (clips outliers).
+- ``mse``: the clipping of the min-max range that minimises the expected squared error.
+- ``entropy``: TensorRT's calibration: the threshold whose quantized distribution has the
+  smallest KL divergence from the observed one.
+
+The histogram observers (percentile, mse, entropy) need two passes over the calibration data:
+the first finds the min-max range, the second fills a histogram of `HISTOGRAM_BINS` bins over it.
+
+Weights (per output channel or per tensor), in `WEIGHT_OBSERVERS`: ``minmax`` (max |w|) and
+``mse`` (the clipping of max |w| with the smallest squared error). Both return symmetric scales;
+`power_of_two` rounds every scale up to a power of two.
+
+Example:
+    >>> import torch
+    >>> obs = MinMaxObserver()
+    >>> obs.update(torch.tensor([-1.0, 3.0])); obs.update(torch.tensor([5.0]))
+    >>> obs.range()
+    (-1.0, 5.0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tinykws.ir import fixedpoint as fp
+from tinykws.quant.fake import (
+    activation_qrange,
+    power_of_two_ceil,
+    round_half_away,
+    weight_qrange,
+)
+
+HISTOGRAM_BINS = 2048
+CLIP_CANDIDATES = 100  # clipping ratios tried by the MSE observers
+
+
+class MinMaxObserver:
+    """Running minimum and maximum."""
+
+    needs_histogram = False
+
+    def __init__(self) -> None:
+        self.low, self.high = float("inf"), float("-inf")
+
+    def update(self, x: torch.Tensor) -> None:
+        low, high = torch.aminmax(x.detach())
+        self.low = min(self.low, float(low))
+        self.high = max(self.high, float(high))
+
+    def seen(self) -> bool:
+        return self.low <= self.high
+
+    def range(self) -> tuple[float, float]:
+        return (self.low, self.high) if self.seen() else (0.0, 0.0)
+
+    def final_range(self) -> tuple[float, float]:
+        """The range to quantize to, once every pass is done."""
+        return self.range()
+
+
+class MovingAverageObserver(MinMaxObserver):
+    """Exponential moving average of each batch's min and max (the first batch sets them)."""
+
+    def __init__(self, momentum: float = 0.01, start: tuple[float, float] | None = None) -> None:
+        super().__init__()
+        self.momentum = momentum
+        if start is not None:
+            self.low, self.high = start
+
+    def update(self, x: torch.Tensor) -> None:
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if not self.seen():
+            self.low, self.high = low, high
+            return
+        self.low += self.momentum * (low - self.low)
+        self.high += self.momentum * (high - self.high)
+
+
+class HistogramObserver(MinMaxObserver):
+    """Min-max on the first pass, a histogram over that range on the second."""
+
+    needs_histogram = True
+
+    def __init__(self, bits: int = 8, symmetric: bool = False, percentile: float = 99.99) -> None:
+        super().__init__()
+        self.bits, self.symmetric, self.percentile = bits, symmetric, percentile
+        self.counts = np.zeros(HISTOGRAM_BINS, np.float64)
+
+    def update_histogram(self, x: torch.Tensor) -> None:
+        low, high = self.range()
+        if high <= low:
+            return
+        hist = torch.histc(x.detach().float().flatten(), HISTOGRAM_BINS, low, high)
+        self.counts += hist.cpu().double().numpy()
+
+    def centers(self) -> np.ndarray:
+        low, high = self.range()
+        width = (high - low) / HISTOGRAM_BINS
+        return low + width * (np.arange(HISTOGRAM_BINS) + 0.5)
+
+    def range_from_histogram(self) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def final_range(self) -> tuple[float, float]:
+        low, high = self.range()
+        if high <= low or self.counts.sum() == 0:
+            return low, high
+        return self.range_from_histogram()
+
+
+class PercentileObserver(HistogramObserver):
+    """The central `percentile` % of the values (e.g. 99.99: drop 0.01 % at each end)."""
+
+    def range_from_histogram(self) -> tuple[float, float]:
+        cdf = np.cumsum(self.counts) / self.counts.sum()
+        tail = 1.0 - self.percentile / 100.0
+        centers = self.centers()
+        low = centers[min(np.searchsorted(cdf, tail), HISTOGRAM_BINS - 1)]
+        high = centers[min(np.searchsorted(cdf, 1.0 - tail), HISTOGRAM_BINS - 1)]
+        return float(low), float(high)
+
+
+class MSEObserver(HistogramObserver):
+    """The clipped range [a * low, a * high] with the least expected squared rounding error."""
+
+    def range_from_histogram(self) -> tuple[float, float]:
+        from tinykws.quant.fake import affine_qparams
+
+        qmin, qmax = activation_qrange(self.bits)
+        centers, counts = self.centers(), self.counts
+        best, best_error = (self.low, self.high), np.inf
+        for ratio in np.linspace(1.0 / CLIP_CANDIDATES, 1.0, CLIP_CANDIDATES):
+            low, high = ratio * min(self.low, 0.0), ratio * max(self.high, 0.0)
+            scale, zero = affine_qparams(low, high, self.bits, self.symmetric)
+            q = np.clip(fp.round_half_away(centers / scale) + zero, qmin, qmax)
+            error = float(np.sum(counts * (centers - (q - zero) * scale) ** 2))
+            if error < best_error:
+                best, best_error = (low, high), error
+        return best
+
+
+class EntropyObserver(HistogramObserver):
+    """TensorRT's KL-divergence threshold on the histogram of |x|; the range is clipped to it."""
+
+    def range_from_histogram(self) -> tuple[float, float]:
+        magnitude = max(abs(self.low), abs(self.high))
+        hist = _fold_to_magnitude(self.counts, self.centers(), magnitude)
+        signed = self.low < 0 and self.high > 0
+        levels = 2 ** (self.bits - 1) if signed else 2**self.bits - 1
+        threshold = kl_threshold(hist, levels) * magnitude
+        return max(self.low, -threshold), min(self.high, threshold)
+
+
+def _fold_to_magnitude(counts: np.ndarray, centers: np.ndarray, magnitude: float) -> np.ndarray:
+    """Histogram of |x| over [0, magnitude] with HISTOGRAM_BINS bins, from a signed histogram."""
+    index = np.minimum(
+        (np.abs(centers) / magnitude * HISTOGRAM_BINS).astype(int), HISTOGRAM_BINS - 1
+    )
+    folded = np.zeros(HISTOGRAM_BINS, np.float64)
+    np.add.at(folded, index, counts)
+    return folded
+
+
+def kl_threshold(hist: np.ndarray, levels: int, stride: int = 8) -> float:
+    """The clipping threshold (fraction of the histogram's range) with the least KL divergence.
+
+    For each candidate i, the reference distribution is the first i bins with the tail folded
+    into bin i - 1; the candidate quantizes those bins into `levels` groups, spreading each
+    group's mass evenly over its non-empty bins.
+    """
+    n = len(hist)
+    if hist.sum() == 0 or n <= levels:
+        return 1.0
+    best_i, best_kl = n, np.inf
+    for i in range(levels, n + 1, stride):
+        reference = hist[:i].copy()
+        reference[-1] += hist[i:].sum()
+        candidate = _quantized_distribution(hist[:i], levels)
+        kl = _kl_divergence(reference, candidate)
+        if kl < best_kl:
+            best_i, best_kl = i, kl
+    return best_i / n
+
+
+def _quantized_distribution(hist: np.ndarray, levels: int) -> np.ndarray:
+    """`hist` merged into `levels` consecutive groups (sizes as `np.array_split`), each group's
+    mass spread evenly over its non-empty bins."""
+    n = len(hist)
+    sizes = np.full(levels, n // levels)
+    sizes[: n % levels] += 1
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    group = np.repeat(np.arange(levels), sizes)
+    nonzero = hist > 0
+    totals = np.add.reduceat(hist, starts)
+    counts = np.add.reduceat(nonzero.astype(np.float64), starts)
+    return np.where(nonzero, totals[group] / np.maximum(counts[group], 1), 0.0)
+
+
+def _kl_divergence(p: np.ndarray, q: np.ndarray) -> float:
+    p = p / p.sum()
+    q = q / max(q.sum(), 1e-30)
+    mask = p > 0
+    return float(np.sum(p[mask] * np.log(p[mask] / np.maximum(q[mask], 1e-12))))
+
+
+def make_activation_observer(name: str, bits: int, symmetric: bool, percentile: float):
+    """A fresh observer of kind `name` (a key of `ACTIVATION_OBSERVERS`)."""
+    return ACTIVATION_OBSERVERS[name](bits, symmetric, percentile)
+
+
+ACTIVATION_OBSERVERS = {
+    "minmax": lambda bits, sym, pct: MinMaxObserver(),
+    "moving_average": lambda bits, sym, pct: MovingAverageObserver(),
+    "percentile": PercentileObserver,
+    "mse": MSEObserver,
+    "entropy": EntropyObserver,
+}
+
+
+# --- weights ------------------------------------------------------------------------------------
+
+
+def _channel_max(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    w = weight.detach().abs()
+    return w.flatten(1).amax(dim=1) if per_channel else w.max().reshape(1)
+
+
+def minmax_weight_scales(weight: torch.Tensor, bits: int, per_channel: bool) -> torch.Tensor:
+    """max |w| / qmax per output channel (dim 0) or per tensor: float32 (C,) or (1,)."""
+    return _channel_max(weight, per_channel) / weight_qrange(bits)[1]
+
+
+def mse_weight_scales(weight: torch.Tensor, bits: int, per_channel: bool) -> torch.Tensor:
+    """The clipping ratio of max |w| with the smallest squared rounding error, per channel."""
+    qmax = weight_qrange(bits)[1]
+    w = weight.detach().flatten(1) if per_channel else weight.detach().reshape(1, -1)
+    top = w.abs().amax(dim=1, keepdim=True)
+    ratios = torch.linspace(1.0 / CLIP_CANDIDATES, 1.0, CLIP_CANDIDATES, device=w.device)
+    scales = (top * ratios).clamp_min(torch.finfo(torch.float32).tiny) / qmax  # (C, R)
+    q = round_half_away(w.unsqueeze(1) / scales.unsqueeze(2)).clamp(-qmax, qmax)
+    error = ((q * scales.unsqueeze(2) - w.unsqueeze(1)) ** 2).sum(dim=2)
+    return scales.gather(1, error.argmin(dim=1, keepdim=True)).squeeze(1)
+
+
+WEIGHT_OBSERVERS = {"minmax": minmax_weight_scales, "mse": mse_weight_scales}
+
+
+def weight_scales(
+    weight: torch.Tensor,
+    bits: int,
+    per_channel: bool,
+    observer: str = "minmax",
+    power_of_two: bool = False,
+) -> torch.Tensor:
+    """Symmetric weight scales, float32 (C,) or (1,), all > 0.
+
+    A channel whose weights are all zero gets the median scale of the others (1 if there are
+    none), so its bias, quantized at s_in * s_w, keeps a fine grid.
+    """
+    scales = WEIGHT_OBSERVERS[observer](weight, bits, per_channel).float()
+    alive = scales > 0
+    if not bool(alive.all()):
+        fill = scales[alive].median() if bool(alive.any()) else torch.tensor(1.0)
+        scales = torch.where(alive, scales, fill.to(scales))
+    if power_of_two:
+        scales = torch.tensor([power_of_two_ceil(float(s)) for s in scales], device=scales.device)
+    return scales

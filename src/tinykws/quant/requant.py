@@ -1,0 +1,101 @@
+"""Round like the integer kernels: how a fake-quant layer's output lands on the very integer the
+integer graph computes.
+
+Rounding x / s_out once is not what TFLite does:
+- CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and ADD requantize with
+  `MultiplyByQuantizedMultiplier`, which rounds twice: the Q31 product is rounded to 1/2^r of an
+  output step (r = the multiplier's right shift), then divided by 2^r with rounding. With 4-bit
+  weights r is often only 2-4, so one rounding would be off by one step in several percent of
+  the outputs. `weighted_steps` / `add_steps` give the 2^r that `fake_quantize` rounds to first.
+- MEAN sums the int8 inputs and requantizes the integer sum with 1/(H*W) folded into its Q31
+  multiplier: `fake_mean` recovers the exact sum (the inputs are on their grid) and applies the
+  graph's own constants in integers.
+- AVERAGE_POOL_2D rounds the mean of the raw int8 values (zero point included) half away from
+  zero: `fake_avg_pool` does the same.
+
+Each function takes the `QuantModel` and the step, and returns what the fake-quant forward pass
+uses; gradients pass straight through (QAT trains through them).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tinykws.ir import fixedpoint as fp
+from tinykws.ir.params import ADD_LEFT_SHIFT
+from tinykws.quant.fake import requantize_steps, round_half_away
+
+
+def output_steps(qm, step, ndim: int) -> torch.Tensor:
+    """2^r per output channel of a conv, depthwise, linear or add step, shaped for (N, C, ...)."""
+    steps = add_steps(qm, step) if step.kind == "add" else weighted_steps(qm, step)
+    return steps.reshape(1, -1, *([1] * (ndim - 2)))
+
+
+@torch.no_grad()
+def weighted_steps(qm, step) -> torch.Tensor:
+    """2^r of s_in * s_w[c] / s_out as the graph computes it: a double product of the float32
+    scales (TFLite's Prepare), except a per-tensor FULLY_CONNECTED's float32 s_in * s_w."""
+    s_in = qm.act[qm.source[step.inputs[0]]].scale
+    s_w, s_out = qm.weight[step.name].scale, qm.act[step.name].scale
+    if step.kind == "linear" and s_w.numel() == 1:
+        return requantize_steps((s_in * s_w).double() / s_out.double())
+    return requantize_steps(s_in.double() * s_w.double() / s_out.double())
+
+
+@torch.no_grad()
+def add_steps(qm, step) -> torch.Tensor:
+    """2^r of ADD's output multiplier 2 * max(s_a, s_b) / (2^20 * s_out)."""
+    s_a, s_b = (qm.act[qm.source[name]].scale for name in step.inputs)
+    twice_max = 2 * torch.maximum(s_a, s_b).double()
+    return requantize_steps(twice_max / (2.0**ADD_LEFT_SHIFT * qm.act[step.name].scale.double()))
+
+
+def input_shape_of(qm, step) -> tuple[int, ...]:
+    """NCHW shape (batch 1) of the step's first input."""
+    source = step.inputs[0]
+    return tuple(qm.trace.input_shape if source == "input" else qm.trace.step(source).shape)
+
+
+def fake_mean(qm, step, mean: torch.Tensor, quantizer) -> torch.Tensor:
+    """The global average exactly as the integer MEAN computes it."""
+    from tinykws.ir.graph import Tensor
+    from tinykws.ir.params import mean_params
+
+    _, channels, height, width = input_shape_of(qm, step)
+    s_in = float(qm.act[qm.source[step.inputs[0]]].scale)
+    scale, zero_point = quantizer.qparams()
+    params = mean_params(
+        [Tensor("x", (1, height, width, channels), "int8", (s_in,), (0,))],
+        Tensor("y", (1, 1, 1, channels), "int8", (scale,), (zero_point,)),
+        {},
+    )
+    with torch.no_grad():
+        total = round_half_away(mean.detach().double().cpu() * (height * width) / s_in).numpy()
+        q = (
+            fp.multiply_by_quantized_multiplier(
+                total.astype(np.int64), params["multiplier"], params["shift"]
+            )
+            + zero_point
+        )
+        q = np.clip(q, quantizer.qmin, quantizer.qmax)
+        exact = torch.from_numpy(((q - zero_point) * np.float32(scale)).astype(np.float32))
+    return mean + (exact.to(mean) - mean).detach()
+
+
+def fake_avg_pool(qm, step, mean: torch.Tensor) -> torch.Tensor:
+    """The average exactly as the integer AVERAGE_POOL_2D computes it, on the input's grid."""
+    quantizer = qm.act[qm.source[step.name]]
+    pool = qm.net.get_submodule(step.module)
+    kernel = pool.kernel_size if isinstance(pool.kernel_size, tuple) else (pool.kernel_size,) * 2
+    with torch.no_grad():
+        ones = torch.ones(1, 1, *input_shape_of(qm, step)[2:], device=mean.device)
+        count = F.avg_pool2d(ones, kernel, pool.stride, pool.padding, count_include_pad=True)
+        count = torch.round(count * kernel[0] * kernel[1]).double()  # in-bounds pixels
+        scale, zero_point = quantizer.scale.double(), quantizer.zero_point.double()
+        total = round_half_away(mean.double() / scale * count)  # exact: inputs on the grid
+        raw = round_half_away((total + zero_point * count) / count)
+        exact = ((raw.clamp(quantizer.qmin, quantizer.qmax) - zero_point) * scale).float()
+    return mean + (exact - mean).detach()

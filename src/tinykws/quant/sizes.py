@@ -1,0 +1,150 @@
+"""Parameter memory: how many bytes a model's learnables take, with real weight packing.
+
+- Float models: every parameter (BatchNorm scale and shift included, as MATLAB counts
+  learnables) at 4 bytes.
+- Quantized models (BatchNorm folded): weights at their storage width, biases as int32.
+  Widths that divide a byte pack exactly: four 2-bit or two 4-bit weights per byte, one 8-bit;
+  other widths use the next of those containers (3 -> 4 bits, 5..7 -> 8 bits), as the C kernels
+  unpack them. Each tensor is packed on its own: ceil(count * storage_bits / 8) bytes.
+- Deployment also stores per-channel requantization constants (int32 multiplier + shift per
+  output channel of every conv/linear layer); they are counted apart (`constant_bytes`), as
+  they are not learnables. Dynamic-range models keep float biases and float weight scales.
+
+Example:
+    >>> packed_bytes(10, 4), packed_bytes(10, 2), packed_bytes(10, 6)
+    (5, 3, 10)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+STORAGE_BITS = {2: 2, 3: 4, 4: 4, 5: 8, 6: 8, 7: 8, 8: 8, 32: 32}
+CONSTANT_BYTES_PER_CHANNEL = 8  # int32 Q31 multiplier + int32 shift
+
+
+def packed_bytes(count: int, bits: int) -> int:
+    """Bytes of `count` weights of width `bits` in their storage container."""
+    return math.ceil(count * STORAGE_BITS[bits] / 8)
+
+
+@dataclass(frozen=True)
+class ParameterMemory:
+    """Learnables and their bytes.
+
+    Attributes:
+        learnables: number of stored parameters (weights + biases + other float parameters).
+        weight_bits: width of the conv/linear weights (32 for float).
+        weight_bytes: conv/linear weights, packed.
+        bias_bytes: biases (int32 or float32) and any other float parameters.
+        constant_bytes: per-channel quantization constants (0 for float models).
+    """
+
+    learnables: int
+    weight_bits: int
+    weight_bytes: int
+    bias_bytes: int
+    constant_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Parameter memory: weights + biases."""
+        return self.weight_bytes + self.bias_bytes
+
+    @property
+    def deployed_bytes(self) -> int:
+        """Parameter memory plus quantization constants."""
+        return self.total_bytes + self.constant_bytes
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self),
+            "total_bytes": self.total_bytes,
+            "deployed_bytes": self.deployed_bytes,
+        }
+
+
+def float_memory(model) -> ParameterMemory:
+    """Every parameter of a float PyTorch model at 4 bytes."""
+    from torch import nn
+
+    weights = sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
+    )
+    total = sum(p.numel() for p in model.parameters())
+    return ParameterMemory(total, 32, 4 * weights, 4 * (total - weights))
+
+
+def quantized_memory(quantized) -> ParameterMemory:
+    """Parameter memory of a `QuantizedModel` (ptq, qat or dynamic)."""
+    from tinykws.quant.model import QuantModel
+
+    module = getattr(quantized, "module", quantized)
+    if isinstance(module, QuantModel):
+        return _integer_memory(module)
+    return _dynamic_memory(module)
+
+
+def _integer_memory(module) -> ParameterMemory:
+    bits = module.config.weight_bits
+    weights = biases = weight_bytes = channels = 0
+    for step in module.weighted_steps():
+        weight, bias = module.layer_weight_bias(step)
+        weights += weight.numel()
+        biases += bias.numel()
+        channels += weight.shape[0]
+        weight_bytes += packed_bytes(weight.numel(), bits)
+    return ParameterMemory(
+        weights + biases, bits, weight_bytes, 4 * biases, CONSTANT_BYTES_PER_CHANNEL * channels
+    )
+
+
+def _dynamic_memory(module) -> ParameterMemory:
+    bits = module.config.weight_bits
+    quantized = {f"{p}.weight": module.net.get_submodule(p).weight for p in module.paths}
+    weight_bytes = sum(packed_bytes(w.numel(), bits) for w in quantized.values())
+    others = [p for n, p in module.net.named_parameters() if n not in quantized]
+    channels = sum(w.shape[0] for w in quantized.values())
+    total = sum(w.numel() for w in quantized.values()) + sum(p.numel() for p in others)
+    return ParameterMemory(
+        total, bits, weight_bytes, 4 * sum(p.numel() for p in others), 4 * channels
+    )  # one float32 scale per channel
+
+
+def graph_memory(graph) -> ParameterMemory:
+    """Parameter memory of an IntGraph's constant tensors (weights packed by their bits)."""
+    weights = biases = weight_bytes = channels = 0
+    bits = 8
+    for tensor in graph.tensors.values():
+        if not tensor.is_constant:
+            continue
+        if tensor.dtype == "int8":
+            weights += tensor.data.size
+            weight_bytes += packed_bytes(tensor.data.size, tensor.bits)
+            channels += len(tensor.scale)
+            bits = tensor.bits
+        else:
+            biases += tensor.data.size
+    return ParameterMemory(
+        weights + biases, bits, weight_bytes, 4 * biases, CONSTANT_BYTES_PER_CHANNEL * channels
+    )
+
+
+def predictor_memory(predictor) -> ParameterMemory | None:
+    """Parameter memory of a loaded predictor (float, quantized or graph), when known."""
+    from tinykws.quant.files import GraphPredictor, QuantPredictor
+
+    if isinstance(predictor, QuantPredictor):
+        if predictor.backend == "torch":
+            return float_memory(predictor.quantized.module.net)
+        return quantized_memory(predictor.quantized)
+    if isinstance(predictor, GraphPredictor):
+        return graph_memory(predictor.graph)
+    module = getattr(predictor, "module", None)
+    return float_memory(module) if module is not None else None
+
+
+def compression_ratio(reference: ParameterMemory, smaller: ParameterMemory) -> float:
+    """How many times smaller `smaller`'s parameter memory is than `reference`'s."""
+    return reference.total_bytes / max(smaller.total_bytes, 1)

@@ -1,0 +1,174 @@
+"""Sweep bit widths, schemes and methods: accuracy vs bit width, PTQ vs QAT.
+
+Every combination of `bits` x `schemes` x `methods` quantizes the same float model; the table
+records the fake-quant validation accuracy, the integer graph's accuracy and top-1 agreement
+(when the point lowers: 8-bit activations), the parameter memory and compression ratio. The
+scheme is the activation scheme (weights are always symmetric): "asym" or "sym". Activations
+stay at the base config's width unless `follow_activations` makes them follow the weights.
+
+Example:
+    >>> SweepConfig(bits=(2, 8), methods=("ptq",)).points()[:2]
+    [('ptq', 'asym', 2), ('ptq', 'asym', 8)]
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from tinykws.config import check_choice, check_range
+from tinykws.errors import TinyKWSError
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Which points to quantize.
+
+    Attributes:
+        bits: weight widths, each 2..8.
+        schemes: activation schemes, "asym" and/or "sym".
+        methods: "ptq", "qat" and/or "dynamic".
+        follow_activations: activations use the same width as the weights (then points below
+            8 bits are fake-quant only).
+    """
+
+    bits: tuple[int, ...] = (2, 4, 6, 8)
+    schemes: tuple[str, ...] = ("asym",)
+    methods: tuple[str, ...] = ("ptq", "qat")
+    follow_activations: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.bits or not self.schemes or not self.methods:
+            raise TinyKWSError("quantize.sweep: bits, schemes and methods need one value each")
+        for bits in self.bits:
+            check_range("quantize.sweep.bits", bits, 2, 8)
+        for scheme in self.schemes:
+            check_choice("quantize.sweep.schemes", scheme, ("asym", "sym"))
+        for method in self.methods:
+            check_choice("quantize.sweep.methods", method, ("ptq", "qat", "dynamic"))
+
+    def points(self) -> list[tuple[str, str, int]]:
+        """(method, scheme, bits) in table order."""
+        return list(itertools.product(self.methods, self.schemes, sorted(self.bits)))
+
+
+def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[dict]:
+    """Quantize `model` at every point of `sweep`; one row per point (see the module docstring)."""
+    from tinykws.log import logger
+    from tinykws.quant import quantize
+    from tinykws.quant.sizes import float_memory, quantized_memory
+    from tinykws.quant.workflow import lower_if_possible, score_backends
+
+    float_bytes = float_memory(model).total_bytes
+    rows = []
+    for method, scheme, bits in sweep.points():
+        config = replace(
+            base,
+            method=method,
+            weight_bits=bits,
+            activation_scheme=scheme,
+            activation_bits=bits if sweep.follow_activations else base.activation_bits,
+        )
+        quantized = quantize(model, config, data)
+        graph = lower_if_possible(quantized)
+        scores = score_backends(quantized, graph, features, labels, data.normalization)
+        memory = quantized_memory(quantized)
+        rows.append(
+            {
+                "method": method,
+                "scheme": scheme,
+                "weight_bits": bits,
+                "activation_bits": config.activation_bits if method != "dynamic" else 32,
+                "accuracy": scores["accuracy"].get("fakequant"),
+                "int_accuracy": scores["accuracy"].get("int"),
+                "agreement_fakequant_int": scores["agreement"].get("fakequant_int"),
+                "float_accuracy": scores["accuracy"].get("torch"),
+                "parameter_bytes": memory.total_bytes,
+                "compression_ratio": float_bytes / max(memory.total_bytes, 1),
+            }
+        )
+        logger.info(f"sweep {method} {scheme} {bits}-bit: accuracy {rows[-1]['accuracy']:.4f}")
+    return rows
+
+
+def write_sweep(rows: list[dict], float_accuracy: float, out_dir: str | Path) -> None:
+    """sweep.json, sweep.csv and sweep.png in `out_dir`."""
+    from tinykws.io import write_json, write_text
+
+    out_dir = Path(out_dir)
+    write_json(out_dir / "sweep.json", {"float_accuracy": float_accuracy, "rows": rows})
+    columns = list(rows[0]) if rows else []
+    lines = [",".join(columns)] + [",".join(_csv(row[c]) for c in columns) for row in rows]
+    write_text(out_dir / "sweep.csv", "\n".join(lines) + "\n")
+    plot_sweep(rows, float_accuracy, out_dir / "sweep.png")
+
+
+def _csv(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def plot_sweep(rows: list[dict], float_accuracy: float, out_png) -> None:
+    """Accuracy vs weight bit width, one line per method and scheme, float as a dashed line."""
+    from tinykws.io import save_figure
+    from tinykws.report.plots import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, scheme in sorted({(r["method"], r["scheme"]) for r in rows}):
+        points = sorted(
+            (r["weight_bits"], r["accuracy"] or 0.0)
+            for r in rows
+            if r["method"] == method and r["scheme"] == scheme
+        )
+        ax.plot(
+            [p[0] for p in points],
+            [100 * p[1] for p in points],
+            marker="o",
+            label=f"{method.upper()} ({scheme})",
+        )
+    if float_accuracy is not None:
+        ax.axhline(100 * float_accuracy, color="grey", ls="--", lw=1, label="float32")
+    ax.set_xticks(sorted({r["weight_bits"] for r in rows}))
+    ax.set_xlabel("weight bit width")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title("accuracy vs bit width, PTQ vs QAT")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    save_figure(fig, out_png)
+
+
+def print_sweep(rows: list[dict], console=None) -> None:
+    """The sweep table on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "method",
+        "scheme",
+        "bits",
+        "accuracy",
+        "int accuracy",
+        "agreement",
+        "param bytes",
+        "ratio",
+        title="accuracy vs bit width",
+    )
+    for r in rows:
+        table.add_row(
+            r["method"],
+            r["scheme"],
+            str(r["weight_bits"]),
+            _pct(r["accuracy"]),
+            _pct(r["int_accuracy"]),
+            _pct(r["agreement_fakequant_int"]),
+            f"{r['parameter_bytes']:,}",
+            f"{r['compression_ratio']:.1f}x",
+        )
+    (console or Console()).print(table)
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"

@@ -1,0 +1,216 @@
+"""Quantize, lower, score every backend, and write the results: what the recipe stage and
+`tinykws quantize` both do.
+
+Everything is computed first and written last, so a refused layer, an empty calibration set or
+a bad option leaves the output folder as it was. The folder then holds
+
+    model.safetensors           the quantized checkpoint (backends torch / fakequant / int)
+    model.json, model.npz       the integer graph (ptq and qat with 8-bit activations)
+    summary.json                accuracies per backend, agreement, sizes, what quantization did
+    learnables.png, parameter_memory.png   original [/ pruned] / quantized bar charts
+    sweep.json, sweep.csv, sweep.png       when a sweep was asked for
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tinykws.errors import TinyKWSError
+
+MODEL_FILE = "model.safetensors"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class QuantJob:
+    """One quantization to run and write.
+
+    Attributes:
+        model: the float PyTorch model (possibly pruned).
+        meta: its checkpoint metadata (labels, front end, normalisation, model config, data).
+        config: a `QuantConfig`.
+        data: `QuantData` (calibration features, normalisation, training data for QAT).
+        val_features, val_labels: the validation split, un-normalised features and class ids.
+        out_dir: where to write.
+        references: float parameter memory of earlier models by name ("original", "pruned").
+        sweep: an optional `SweepConfig`.
+        name: the integer graph's name.
+    """
+
+    model: Any
+    meta: dict
+    config: Any
+    data: Any
+    val_features: np.ndarray
+    val_labels: np.ndarray
+    out_dir: Path
+    references: dict
+    sweep: Any = None
+    name: str = "model"
+
+
+def lower_if_possible(quantized):
+    """The IntGraph of `quantized`, or None for models that do not lower (dynamic, < 8-bit
+    activations)."""
+    from tinykws.ir.lower import lower
+
+    return lower(quantized) if quantized.lowerable else None
+
+
+def score_backends(quantized, graph, features, labels, normalization) -> dict:
+    """Accuracy of the float, fake-quant and integer models, their top-1 agreement, and how far
+    the integer logits are from the fake-quant ones in output LSBs."""
+    from tinykws.quant.files import backend_logits
+
+    if len(labels) == 0:
+        return {"n": 0, "accuracy": {}, "agreement": {}}
+    backends = ("torch", "fakequant", "int") if graph is not None else ("torch", "fakequant")
+    logits = {b: backend_logits(quantized, graph, features, normalization, b) for b in backends}
+    labels = np.asarray(labels)
+    predicted = {b: v.argmax(axis=1) for b, v in logits.items()}
+    result = {
+        "n": int(len(labels)),
+        "accuracy": {b: _mean(p == labels) for b, p in predicted.items()},
+        "agreement": {
+            f"{a}_{b}": _mean(predicted[a] == predicted[b])
+            for a, b in (("torch", "fakequant"), ("fakequant", "int"), ("torch", "int"))
+            if a in predicted and b in predicted
+        },
+    }
+    if graph is not None:
+        scale, _ = quantized.module.qparams(quantized.module.trace.output)
+        lsb = np.abs(logits["int"] - logits["fakequant"]) / np.float32(scale)
+        result["int_vs_fakequant_lsb"] = {"max": float(lsb.max()), "mean": float(lsb.mean())}
+    return result
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean())
+
+
+def run_job(job: QuantJob) -> dict:
+    """Quantize, lower, score, then write everything into `job.out_dir`; returns the summary."""
+    from tinykws.quant import quantize
+    from tinykws.quant.sizes import float_memory, quantized_memory
+    from tinykws.quant.sweep import run_sweep
+
+    quantized = quantize(job.model, job.config, job.data)
+    graph = lower_if_possible(quantized)
+    if graph is not None:
+        graph.name = job.name
+    scores = score_backends(
+        quantized, graph, job.val_features, job.val_labels, job.data.normalization
+    )
+    sizes = {name: memory.to_dict() for name, memory in job.references.items()}
+    sizes.setdefault("original", float_memory(job.model).to_dict())
+    sizes["quantized"] = quantized_memory(quantized).to_dict()
+    rows = None
+    if job.sweep is not None:
+        rows = run_sweep(
+            job.model, job.config, job.data, job.val_features, job.val_labels, job.sweep
+        )
+    summary = _summary(job, quantized, graph, scores, sizes)
+    _write(job, quantized, graph, summary, rows)
+    return summary
+
+
+def _summary(job: QuantJob, quantized, graph, scores: dict, sizes: dict) -> dict:
+    from tinykws.config import to_dict
+
+    original, final = sizes["original"]["total_bytes"], sizes["quantized"]["total_bytes"]
+    return {
+        "method": job.config.method,
+        "config": to_dict(job.config),
+        "validation": scores,
+        "sizes": sizes,
+        "compression_ratio": original / max(final, 1),
+        "history": quantized.history,
+        "files": {"model": MODEL_FILE, "graph": "model.json" if graph is not None else None},
+    }
+
+
+def _write(job: QuantJob, quantized, graph, summary: dict, rows) -> None:
+    from tinykws.io import write_json
+    from tinykws.quant.files import save_quantized
+    from tinykws.quant.sweep import write_sweep
+
+    out = Path(job.out_dir)
+    save_quantized(out / MODEL_FILE, quantized, job.meta, graph)
+    plot_sizes(summary["sizes"], out)
+    if rows is not None:
+        write_sweep(rows, summary["validation"]["accuracy"].get("torch"), out)
+        summary["sweep"] = "sweep.json"
+    write_json(out / SUMMARY_FILE, summary)
+
+
+def plot_sizes(sizes: dict, out_dir: Path) -> None:
+    """learnables.png and parameter_memory.png: a bar per model (original / pruned / quantized)."""
+    from tinykws.report.plots import plot_bars
+
+    plot_bars(
+        {k: v["learnables"] for k, v in sizes.items()},
+        "learnables",
+        "learnables",
+        Path(out_dir) / "learnables.png",
+    )
+    plot_bars(
+        {k: v["total_bytes"] for k, v in sizes.items()},
+        "bytes",
+        "parameter memory",
+        Path(out_dir) / "parameter_memory.png",
+    )
+
+
+def metrics_of(summary: dict) -> dict:
+    """The few figures a run's metrics.json keeps for the quantize stage."""
+    validation, config = summary["validation"], summary["config"]
+    quantized = summary["sizes"]["quantized"]
+    return {
+        "method": summary["method"],
+        "weight_bits": config["weight_bits"],
+        "activation_bits": config["activation_bits"],
+        "float_accuracy": validation["accuracy"].get("torch"),
+        "fakequant_accuracy": validation["accuracy"].get("fakequant"),
+        "int_accuracy": validation["accuracy"].get("int"),
+        "agreement_fakequant_int": validation["agreement"].get("fakequant_int"),
+        "learnables": quantized["learnables"],
+        "parameter_bytes": quantized["total_bytes"],
+        "compression_ratio": summary["compression_ratio"],
+    }
+
+
+def quantize_file(model_path, root, out_dir, config, sweep=None, cache_dir=None) -> dict:
+    """Quantize a float model file (or run directory) with data from `root` into `out_dir`."""
+    from tinykws.checkpoint import load_checkpoint
+    from tinykws.evaluate import load_eval_data
+    from tinykws.predictor import load_torch, resolve_model_path
+    from tinykws.quant.data import quant_data_for
+
+    path = resolve_model_path(model_path)
+    if path.suffix != ".safetensors" or "quant" in load_checkpoint(path)[1]:
+        raise TinyKWSError(
+            f"{path}: quantize needs a float checkpoint (.safetensors) or a run "
+            f"directory whose final model is float"
+        )
+    predictor = load_torch(path)
+    need_training = config.method == "qat" or (sweep is not None and "qat" in sweep.methods)
+    data = quant_data_for(predictor.meta, root, config, need_training, cache_dir)
+    evaluation = load_eval_data(predictor.meta, root, "validation", cache_dir)
+    labels = np.array([list(predictor.labels).index(c.label) for c in evaluation.clips])
+    job = QuantJob(
+        predictor.module,
+        predictor.meta,
+        config,
+        data,
+        evaluation.features,
+        labels,
+        Path(out_dir),
+        {},
+        sweep,
+        path.stem,
+    )
+    return run_job(job)

@@ -1,0 +1,105 @@
+"""Quantization-aware training: BatchNorm and observer freezing, conversion, exactness."""
+
+import numpy as np
+import pytest
+import torch
+from quant_support import SMALL_COMMANDNET, randomize_batchnorm, tone_data, train_small
+from torch import nn
+
+from tinykws.errors import TinyKWSError
+from tinykws.models import build_model, model_config
+from tinykws.quant import QATConfig, QuantConfig, QuantData, quantize
+from tinykws.quant.model import QuantModel
+from tinykws.quant.observers import MovingAverageObserver
+from tinykws.quant.workflow import lower_if_possible, score_backends
+
+SHAPE = (98, 50)
+
+
+@pytest.fixture(scope="module")
+def trained(tone_corpus, tmp_path_factory):
+    data = tone_data(tone_corpus, "logmel")
+    model = train_small(data, SMALL_COMMANDNET, tmp_path_factory.mktemp("qat"), epochs=8)
+    return model, data
+
+
+def qat_module():
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_model(model_config(SMALL_COMMANDNET, 12, SHAPE)))
+    module = QuantModel.prepare(model, QuantConfig(weight_bits=4))
+    module.calibrate([torch.randn(8, 1, *SHAPE)])
+    for quantizer in module.act.values():
+        quantizer.observer = MovingAverageObserver(0.5, quantizer.observer.final_range())
+    return module.set_mode("fakequant")
+
+
+def test_batchnorm_statistics_move_until_frozen():
+    module = qat_module().train()
+    bn = module.net.get_submodule("conv0.bn")
+    before = bn.running_mean.clone()
+    module(torch.randn(4, 1, *SHAPE))
+    assert not torch.equal(bn.running_mean, before)
+    module.freeze_bn()
+    module.train()  # an epoch starts: frozen BatchNorms stay in eval mode
+    frozen = bn.running_mean.clone()
+    module(torch.randn(4, 1, *SHAPE))
+    assert not bn.training and torch.equal(bn.running_mean, frozen)
+
+
+def test_activation_ranges_move_until_the_observers_are_frozen():
+    module = qat_module().train()
+    scale = module.act["conv0_conv"].scale.clone()
+    module(3 * torch.randn(4, 1, *SHAPE))
+    assert not torch.equal(module.act["conv0_conv"].scale, scale)
+    module.freeze_observers()
+    scale = module.act["conv0_conv"].scale.clone()
+    module(5 * torch.randn(4, 1, *SHAPE))
+    assert torch.equal(module.act["conv0_conv"].scale, scale)
+
+
+def test_unfolded_evaluation_equals_the_folded_model_exactly():
+    module = qat_module().eval()
+    x = torch.randn(4, 1, *SHAPE)
+    with torch.no_grad():
+        unfolded = module(x)
+        module.fold()
+        folded = module(x)
+    assert torch.equal(unfolded, folded)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in module.net.modules())
+
+
+def test_gradients_reach_weights_and_batchnorm_through_the_rounding():
+    module = qat_module().train()
+    module(torch.randn(4, 1, *SHAPE)).sum().backward()
+    assert module.net.get_submodule("conv0.conv").weight.grad.abs().sum() > 0
+    assert module.net.get_submodule("conv0.bn").weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_two_bit_qat_converts_to_an_exact_integer_graph_and_beats_ptq(trained):
+    model, data = trained
+    calibration = QuantData(data.train_features[:48], data.normalization, data)
+    qat = QATConfig(
+        epochs=3, lr=1e-3, batch_size=16, freeze_bn_epoch=1, freeze_observer_epoch=2, augment=False
+    )
+    ptq = quantize(model, QuantConfig(weight_bits=2), calibration)
+    quantized = quantize(model, QuantConfig(method="qat", weight_bits=2, qat=qat), calibration)
+    history = quantized.history
+    assert len(history["val_accuracy"]) == 4 and len(history["train_loss"]) == 3
+    features = np.concatenate([data.train_features, data.val_features])
+    labels = np.concatenate([data.train_labels, data.val_labels])
+    graph = lower_if_possible(quantized)
+    scores = score_backends(quantized, graph, features, labels, data.normalization)
+    assert scores["agreement"]["fakequant_int"] >= 0.995
+    assert scores["int_vs_fakequant_lsb"]["max"] <= 1.0 + 1e-4
+    ptq_scores = score_backends(ptq, None, data.val_features, data.val_labels, data.normalization)
+    kept = history["val_accuracy"][history["best_epoch"]]
+    assert kept >= ptq_scores["accuracy"]["fakequant"]  # the calibrated start counts as epoch 0
+
+
+def test_qat_needs_training_data(trained):
+    model, data = trained
+    with pytest.raises(TinyKWSError, match="needs training data"):
+        quantize(
+            model, QuantConfig(method="qat"), QuantData(data.train_features[:4], data.normalization)
+        )
