@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -60,29 +59,9 @@ def random_inputs(model: nn.Module, batch: int = 3, seed: int = 1) -> torch.Tens
 
 def tone_data(tone_corpus, frontend: str = "mfcc"):
     """`TrainingData` (train and validation splits) of the tone corpus."""
-    from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
-    from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
-    from tinykws.train import TrainingData
+    from support import tone_training_data
 
-    dataset = load_dataset(tone_corpus, DataConfig(preset="12", unknown_fraction=1.0))
-    fe = FrontEnd(frontend_config(frontend))
-    arrays = {}
-    for split in ("train", "validation"):
-        clips = dataset.clips(split)
-        waves = load_waveforms(clips)
-        labels = np.array([dataset.labels.index(c.label) for c in clips])
-        arrays[split] = (waves, compute_features(waves, fe), labels)
-    return TrainingData(
-        frontend=fe,
-        normalization=Normalization.fit(arrays["train"][1]),
-        train_waves=arrays["train"][0],
-        train_features=arrays["train"][1],
-        train_labels=arrays["train"][2],
-        val_features=arrays["validation"][1],
-        val_labels=arrays["validation"][2],
-        noise=np.concatenate(load_noises(dataset)),
-        class_weights=dataset.class_weights("train"),
-    )
+    return tone_training_data(tone_corpus, frontend)
 
 
 def quick_train_config(epochs: int = 1, lr: float = 3e-3):

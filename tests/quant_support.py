@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 SMALL_DSCNN = {"preset": "dscnn_s", "first_filters": 8, "block_filters": [12, 12]}
@@ -11,28 +10,9 @@ SMALL_COMMANDNET = {"preset": "commandnet", "filters": [6, 8, 8, 8, 8]}
 
 def tone_data(root, frontend: str = "mfcc"):
     """TrainingData of the tone corpus (train and validation splits, no augmentation needed)."""
-    from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
-    from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
-    from tinykws.train import TrainingData
+    from support import tone_training_data
 
-    dataset = load_dataset(root, DataConfig(preset="12", unknown_fraction=1.0))
-    fe = FrontEnd(frontend_config(frontend))
-    arrays = {}
-    for split in ("train", "validation"):
-        clips = dataset.clips(split)
-        waves = load_waveforms(clips)
-        arrays[split] = (waves, compute_features(waves, fe), dataset.label_indices(split))
-    return TrainingData(
-        frontend=fe,
-        normalization=Normalization.fit(arrays["train"][1]),
-        train_waves=arrays["train"][0],
-        train_features=arrays["train"][1],
-        train_labels=arrays["train"][2],
-        val_features=arrays["validation"][1],
-        val_labels=arrays["validation"][2],
-        noise=np.concatenate(load_noises(dataset)),
-        class_weights=dataset.class_weights("train"),
-    )
+    return tone_training_data(root, frontend)
 
 
 def train_small(data, spec, out_dir, epochs: int = 8, with_meta: bool = False):

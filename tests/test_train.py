@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from support import tone_training_data
 
 from tinykws.data.augment import AugmentConfig
-from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
 from tinykws.models import MODEL_PRESETS, build_model, model_config
-from tinykws.train import TrainConfig, TrainingData, fit
+from tinykws.train import TrainConfig, fit
 
 # Each family with the front end of the study it comes from.
 FAMILY_PRESETS = {
@@ -22,30 +22,6 @@ FAMILY_PRESETS = {
     "cnn3": "cnn3",
     "bcresnet1": "logmel",
 }
-
-
-def tone_training_data(tone_corpus, frontend="logmel") -> TrainingData:
-    from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
-
-    dataset = load_dataset(tone_corpus, DataConfig(preset="12", unknown_fraction=1.0))
-    fe = FrontEnd(frontend_config(frontend))
-    arrays = {}
-    for split in ("train", "validation"):
-        clips = dataset.clips(split)
-        waves = load_waveforms(clips)
-        labels = np.array([dataset.labels.index(c.label) for c in clips])
-        arrays[split] = (waves, compute_features(waves, fe), labels)
-    return TrainingData(
-        frontend=fe,
-        normalization=Normalization.fit(arrays["train"][1]),
-        train_waves=arrays["train"][0],
-        train_features=arrays["train"][1],
-        train_labels=arrays["train"][2],
-        val_features=arrays["validation"][1],
-        val_labels=arrays["validation"][2],
-        noise=np.concatenate(load_noises(dataset)),
-        class_weights=dataset.class_weights("train"),
-    )
 
 
 @pytest.fixture(scope="module")

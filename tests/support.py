@@ -1,0 +1,30 @@
+"""Helpers shared by several test modules (not fixtures: plain functions)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def tone_training_data(root, frontend: str = "mfcc"):
+    """`TrainingData` (train and validation splits) of the tone corpus at `root`."""
+    from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
+    from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.train import TrainingData
+
+    dataset = load_dataset(root, DataConfig(preset="12", unknown_fraction=1.0))
+    fe = FrontEnd(frontend_config(frontend))
+    arrays = {}
+    for split in ("train", "validation"):
+        waves = load_waveforms(dataset.clips(split))
+        arrays[split] = (waves, compute_features(waves, fe), dataset.label_indices(split))
+    return TrainingData(
+        frontend=fe,
+        normalization=Normalization.fit(arrays["train"][1]),
+        train_waves=arrays["train"][0],
+        train_features=arrays["train"][1],
+        train_labels=arrays["train"][2],
+        val_features=arrays["validation"][1],
+        val_labels=arrays["validation"][2],
+        noise=np.concatenate(load_noises(dataset)),
+        class_weights=dataset.class_weights("train"),
+    )
