@@ -23,6 +23,7 @@ import numpy as np
 from tinykws.errors import TinyKWSError
 from tinykws.ir.builder import IntGraphBuilder, Weights
 from tinykws.ir.graph import IntGraph
+from tinykws.ir.lower import _dropout, _pad, _pair  # shape-only steps are the same in float
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
@@ -184,24 +185,6 @@ def _flatten(ctx: _Context, step) -> str:
     return ctx.builder.reshape(
         ctx.names[step.inputs[0]], (1, int(np.prod(shape[1:]))), name=step.name
     )
-
-
-def _dropout(ctx: _Context, step) -> str:
-    source = step.inputs[0]
-    if source in ctx.flattened:
-        ctx.flattened[step.name] = ctx.flattened[source]
-    return ctx.names[source]  # identity at inference
-
-
-def _pad(ctx: _Context, step) -> str:
-    top, bottom, left, right = step.pads
-    return ctx.builder.pad(
-        ctx.names[step.inputs[0]], [(0, 0), (top, bottom), (left, right), (0, 0)], name=step.name
-    )
-
-
-def _pair(value) -> tuple[int, int]:
-    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),) * 2
 
 
 _LOWERERS = {
