@@ -11,6 +11,7 @@ import torch
 from support import tone_training_data
 
 from tinykws.data.augment import AugmentConfig
+from tinykws.errors import TinyKWSError
 from tinykws.models import MODEL_PRESETS, build_model, model_config
 from tinykws.train import TrainConfig, fit
 
@@ -123,3 +124,18 @@ def test_ddp_with_two_processes(tone_corpus, tmp_path):
     history = json.loads((out / "train" / "history.json").read_text())
     assert len(history["train_loss"]) == 2
     assert (out / "evaluate" / "validation.json").is_file()
+
+
+def test_unknown_weight_scales_only_the_unknown_class(tone_data):
+    from dataclasses import replace
+
+    labels = ("yes", "no", "_unknown_")
+    data = replace(tone_data, class_weights=np.array([1.0, 0.5, 2.0], np.float32), labels=labels)
+    assert data.loss_weights(TrainConfig()).tolist() == [1.0, 0.5, 2.0]
+    assert data.loss_weights(TrainConfig(unknown_weight=3.0)).tolist() == [1.0, 0.5, 6.0]
+    plain = data.loss_weights(TrainConfig(class_weighted=False, unknown_weight=2.0))
+    assert plain.tolist() == [1.0, 1.0, 2.0]
+    with pytest.raises(TinyKWSError, match="no _unknown_ class"):
+        replace(data, labels=("yes", "no", "up")).loss_weights(TrainConfig(unknown_weight=2.0))
+    with pytest.raises(TinyKWSError, match="unknown_weight must be positive"):
+        TrainConfig(unknown_weight=0.0)

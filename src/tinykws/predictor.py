@@ -66,6 +66,25 @@ def frontend(meta: dict):
     return FrontEnd(frontend_config(meta["frontend"]))
 
 
+def model_dataset(meta: dict, root):
+    """The folder `root` loaded as the model (its metadata) was trained: same data config, same
+    labels.
+
+    Raises:
+        TinyKWSError: a missing or wrong folder, or labels that differ from the model's.
+    """
+    from tinykws.config import from_dict
+    from tinykws.data import speech_commands as sc
+
+    dataset = sc.load_dataset(root, from_dict(sc.DataConfig, meta.get("data", {}), "data"))
+    if list(dataset.labels) != list(meta["labels"]):
+        raise TinyKWSError(
+            f"{root}: its labels {list(dataset.labels)} differ from the model's "
+            f"{list(meta['labels'])}; use the folder the model was trained on"
+        )
+    return dataset
+
+
 def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
     """Load a checkpoint as a PyTorch model (rebuilt from its config; no code executed)."""
     from tinykws.checkpoint import load_checkpoint

@@ -106,6 +106,7 @@ def training_data(run):
         val_labels=val_labels,
         noise=np.concatenate(noises) if noises else np.zeros(0, np.float32),
         class_weights=dataset.class_weights("train"),
+        labels=tuple(dataset.labels),
     )
 
 

@@ -38,6 +38,9 @@ class TrainConfig:
         schedule: "constant", "step" (×step_gamma every step_epochs), "cosine" or "onecycle".
         label_smoothing: cross-entropy label smoothing in [0, 1).
         class_weighted: weight the loss by inverse class frequency (normalised to mean 1).
+        unknown_weight: multiplies the loss weight of `_unknown_` (hard-negative weighting):
+            above 1 the model rejects rarely heard words more readily, at a small cost in
+            command recall.
         monitor: "val_accuracy" or "val_loss" picks the best checkpoint.
         patience: stop after this many epochs without improvement (0 = never stop early).
         seed: seeds shuffling, augmentation and initialisation.
@@ -56,6 +59,7 @@ class TrainConfig:
     step_gamma: float = 0.1
     label_smoothing: float = 0.05
     class_weighted: bool = True
+    unknown_weight: float = 1.0
     monitor: str = "val_accuracy"
     patience: int = 0
     seed: int = 0
@@ -68,6 +72,8 @@ class TrainConfig:
         check_choice("train.monitor", self.monitor, ("val_accuracy", "val_loss"))
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
         check_range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        if self.unknown_weight <= 0:
+            raise TinyKWSError("train.unknown_weight must be positive")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise TinyKWSError("train.epochs, train.batch_size and train.lr must be positive")
 
@@ -107,6 +113,7 @@ class TrainingData:
         val_features: float32 (M, frames, bins).
         noise: float32 (K,) background recordings concatenated (for noise mixing).
         class_weights: float32 (n_classes,), mean 1.
+        labels: class names in output order (lets `unknown_weight` find `_unknown_`).
     """
 
     frontend: object
@@ -118,6 +125,57 @@ class TrainingData:
     val_labels: np.ndarray
     noise: np.ndarray
     class_weights: np.ndarray
+    labels: tuple[str, ...] = ()
+
+    def loss_weights(self, cfg: TrainConfig) -> np.ndarray:
+        """Per-class cross-entropy weights for `cfg` (inverse frequency, `_unknown_` scaled)."""
+        weights = np.array(self.class_weights, np.float32)
+        if not cfg.class_weighted:
+            weights[:] = 1.0
+        if cfg.unknown_weight != 1.0:
+            if "_unknown_" not in self.labels:
+                raise TinyKWSError("train.unknown_weight is set but there is no _unknown_ class")
+            weights[self.labels.index("_unknown_")] *= cfg.unknown_weight
+        return weights
+
+
+def load_training_data(dataset, frontend, normalization=None, cache_dir=None) -> TrainingData:
+    """`TrainingData` from a loaded dataset's train and validation splits.
+
+    Args:
+        dataset: a `tinykws.data.speech_commands.Dataset`.
+        frontend: the `FrontEnd` whose (cached) features the model reads.
+        normalization: the model's own `Normalization`; None fits one on the training features.
+
+    Raises:
+        TinyKWSError: a split with no clips.
+    """
+    from tinykws.data import speech_commands as sc
+    from tinykws.features import Normalization, cached_features
+
+    arrays = {}
+    for split in ("train", "validation"):
+        clips = dataset.clips(split)
+        if not clips:
+            raise TinyKWSError(f"{dataset.root}: the '{split}' split has no clips")
+        waves = sc.load_waveforms(clips, cache_dir=cache_dir)
+        feats = cached_features(cache_dir, frontend, waves, sc.waveforms_key(clips))
+        arrays[split] = (waves, feats, dataset.label_indices(split))
+    if normalization is None:
+        normalization = Normalization.fit(np.asarray(arrays["train"][1]))
+    noises = sc.load_noises(dataset)
+    return TrainingData(
+        frontend=frontend,
+        normalization=normalization,
+        train_waves=arrays["train"][0],
+        train_features=arrays["train"][1],
+        train_labels=arrays["train"][2],
+        val_features=arrays["validation"][1],
+        val_labels=arrays["validation"][2],
+        noise=np.concatenate(noises) if noises else np.zeros(0, np.float32),
+        class_weights=dataset.class_weights("train"),
+        labels=tuple(dataset.labels),
+    )
 
 
 def pick_device(name: str = "auto") -> torch.device:

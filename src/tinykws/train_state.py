@@ -49,7 +49,7 @@ class TrainState:
         world = DistContext.from_env().world_size
         steps = max(1, math.ceil(len(data.train_labels) / world / cfg.batch_size))
         optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
-        weights = data.class_weights if cfg.class_weighted else np.ones_like(data.class_weights)
+        weights = data.loss_weights(cfg)
         history = {k: [] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
         return cls(
             model=model,

@@ -136,6 +136,8 @@ def quantize_verb(args) -> int:
 def _format(key: str, value) -> str:
     if value is None:
         return "-"
+    if key == "accuracy_drop":
+        return f"{100 * value:.2f} points"
     if "accuracy" in key or "agreement" in key:
         return f"{100 * value:.2f}%"
     return f"{value:.2f}" if isinstance(value, float) else str(value)

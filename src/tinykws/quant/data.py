@@ -46,47 +46,15 @@ def calibration_features(dataset, frontend, config, cache_dir=None) -> np.ndarra
     return np.asarray(cached_features(cache_dir, frontend, waves, waveforms_key(clips)))
 
 
-def training_data(dataset, frontend, normalization, cache_dir=None):
-    """`tinykws.train.TrainingData` for QAT, using the model's own normalisation."""
-    from tinykws.data.speech_commands import load_noises, load_waveforms, waveforms_key
-    from tinykws.features import cached_features
-    from tinykws.train import TrainingData
-
-    arrays = {}
-    for split in ("train", "validation"):
-        clips = dataset.clips(split)
-        waves = load_waveforms(clips, cache_dir=cache_dir)
-        feats = cached_features(cache_dir, frontend, waves, waveforms_key(clips))
-        arrays[split] = (waves, feats, dataset.label_indices(split))
-    noises = load_noises(dataset)
-    return TrainingData(
-        frontend=frontend,
-        normalization=normalization,
-        train_waves=arrays["train"][0],
-        train_features=arrays["train"][1],
-        train_labels=arrays["train"][2],
-        val_features=arrays["validation"][1],
-        val_labels=arrays["validation"][2],
-        noise=np.concatenate(noises) if noises else np.zeros(0, np.float32),
-        class_weights=dataset.class_weights("train"),
-    )
-
-
 def quant_data_for(meta: dict, root: str | Path, config, need_training: bool, cache_dir=None):
     """`QuantData` for a model (its metadata) and a dataset folder: the calibration set, and the
     training data when `need_training` (QAT)."""
-    from tinykws.config import from_dict
-    from tinykws.data import speech_commands as sc
-    from tinykws.predictor import frontend, normalization
+    from tinykws.predictor import frontend, model_dataset, normalization
     from tinykws.quant import QuantData
+    from tinykws.train import load_training_data
 
-    dataset = sc.load_dataset(root, from_dict(sc.DataConfig, meta.get("data", {}), "data"))
-    if tuple(dataset.labels) != tuple(meta["labels"]):
-        raise TinyKWSError(
-            f"{root}: its labels {list(dataset.labels)} differ from the model's "
-            f"{meta['labels']}; use the folder the model was trained on"
-        )
+    dataset = model_dataset(meta, root)
     fe, norm = frontend(meta), normalization(meta)
     calibration = calibration_features(dataset, fe, config, cache_dir)
-    training = training_data(dataset, fe, norm, cache_dir) if need_training else None
+    training = load_training_data(dataset, fe, norm, cache_dir) if need_training else None
     return QuantData(calibration, norm, training)

@@ -72,7 +72,7 @@ def stage_quantize(run) -> dict:
     run.update_metrics(STAGE, metrics)
     logger.info(
         f"quantize: {config.method} {config.weight_bits}-bit, validation accuracy "
-        f"{_pct(metrics['fakequant_accuracy'])} (float {_pct(metrics['float_accuracy'])}, "
+        f"{_pct(metrics['fakequant_accuracy'])} (source float {_pct(metrics['source_accuracy'])}, "
         f"int {_pct(metrics['int_accuracy'])}), {metrics['compression_ratio']:.1f}x smaller"
     )
     return metrics
@@ -138,8 +138,13 @@ def report_section(run_dir: str | Path) -> str:
 def _accuracy_table(validation: dict) -> str:
     from tinykws.report.html import table
 
-    names = {"torch": "float", "fakequant": "fake-quant", "int": "integer graph"}
-    rows = [[names[b], _pct(a)] for b, a in validation["accuracy"].items()]
+    names = {
+        "torch": "float weights of the result",
+        "fakequant": "fake-quant",
+        "int": "integer graph",
+    }
+    rows = [["float model quantized", _pct(validation.get("source_accuracy"))]]
+    rows += [[names[b], _pct(a)] for b, a in validation["accuracy"].items()]
     rows += [
         [f"top-1 agreement {k.replace('_', ' vs ')}", _pct(v)]
         for k, v in validation["agreement"].items()

@@ -83,7 +83,6 @@ def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[d
                 "accuracy": scores["accuracy"].get("fakequant"),
                 "int_accuracy": scores["accuracy"].get("int"),
                 "agreement_fakequant_int": scores["agreement"].get("fakequant_int"),
-                "float_accuracy": scores["accuracy"].get("torch"),
                 "parameter_bytes": memory.total_bytes,
                 "compression_ratio": float_bytes / max(memory.total_bytes, 1),
             }

@@ -88,6 +88,19 @@ def score_backends(quantized, graph, features, labels, normalization) -> dict:
     return result
 
 
+def source_accuracy(model, features, labels, normalization) -> float | None:
+    """Validation accuracy of the float model that was quantized (for QAT, the "torch" backend
+    of the result runs the fine-tuned float weights instead)."""
+    import torch
+
+    from tinykws.train import predict_logits
+
+    if len(labels) == 0:
+        return None
+    logits = predict_logits(model, features, normalization, torch.device("cpu")).numpy()
+    return _mean(logits.argmax(axis=1) == np.asarray(labels))
+
+
 def _mean(values: np.ndarray) -> float:
     return float(values.mean())
 
@@ -104,6 +117,9 @@ def run_job(job: QuantJob) -> dict:
         graph.name = job.name
     scores = score_backends(
         quantized, graph, job.val_features, job.val_labels, job.data.normalization
+    )
+    scores["source_accuracy"] = source_accuracy(
+        job.model, job.val_features, job.val_labels, job.data.normalization
     )
     sizes = {name: memory.to_dict() for name, memory in job.references.items()}
     sizes.setdefault("original", float_memory(job.model).to_dict())
@@ -142,7 +158,7 @@ def _write(job: QuantJob, quantized, graph, summary: dict, rows) -> None:
     save_quantized(out / MODEL_FILE, quantized, job.meta, graph)
     plot_sizes(summary["sizes"], out)
     if rows is not None:
-        write_sweep(rows, summary["validation"]["accuracy"].get("torch"), out)
+        write_sweep(rows, summary["validation"].get("source_accuracy"), out)
         summary["sweep"] = "sweep.json"
     write_json(out / SUMMARY_FILE, summary)
 
@@ -169,10 +185,15 @@ def metrics_of(summary: dict) -> dict:
     """The few figures a run's metrics.json keeps for the quantize stage."""
     validation, config = summary["validation"], summary["config"]
     quantized = summary["sizes"]["quantized"]
+    accuracy = validation["accuracy"]
+    final = accuracy.get("int", accuracy.get("fakequant"))
+    source = validation.get("source_accuracy")
     return {
         "method": summary["method"],
         "weight_bits": config["weight_bits"],
         "activation_bits": config["activation_bits"],
+        "source_accuracy": source,
+        "accuracy_drop": None if source is None or final is None else source - final,
         "float_accuracy": validation["accuracy"].get("torch"),
         "fakequant_accuracy": validation["accuracy"].get("fakequant"),
         "int_accuracy": validation["accuracy"].get("int"),
