@@ -10,8 +10,10 @@ shared machine where absolute times move with load. Also printed: the .tflite si
 Peers on this machine for DS-CNN-S (target ratios): LiteRT int8 ~ 43 us, ONNX Runtime float
 ~ 66 us, PyTorch eager ~ 690 us. "default" is LiteRT's default op resolver (builtin optimised
 kernels plus the XNNPACK delegate). XNNPACK takes an int8 CONV_2D / DEPTHWISE_CONV_2D only when
-its int32 bias carries per-channel quantization parameters, which our files leave out to save
-flash (see `tinykws.export.tflite`): the int8 file then runs on the builtin kernels.
+its int32 bias carries per-channel quantization parameters, which our files leave out by default
+to save flash (see `tinykws.export.tflite`): such a file runs on the builtin kernels.
+"LiteRT int8 (bias scales)" is the same network exported with `--bias-scales`, which XNNPACK
+takes over.
 
     python benchmarks/runtime.py --runs 300 --rounds 5 --threads 1
 """
@@ -63,6 +65,8 @@ def runtimes(model, graph, shape, threads: int) -> dict:
     torch.set_num_threads(threads)
     int8_file = tflite_bytes(graph, metadata={})
     litert_int8 = TFLiteRunner(int8_file, threads=threads)
+    xnnpack_file = tflite_bytes(graph, metadata={}, bias_scales=True)
+    litert_xnnpack = TFLiteRunner(xnnpack_file, threads=threads)
     litert_float = TFLiteRunner(tflite_bytes(lower_float(model), metadata={}), threads=threads)
     onnx_float = ONNXRunner(onnx_float_bytes(model), threads=threads)
     onnx_int8 = ONNXRunner(onnx_graph_bytes(graph, {}), threads=threads)
@@ -74,6 +78,10 @@ def runtimes(model, graph, shape, threads: int) -> dict:
     x = np.zeros((1, 1, *shape), np.float32)
     return {
         "LiteRT int8 (default)": (litert_int8.invoke, np.zeros(litert_int8.input_shape, np.int8)),
+        "LiteRT int8 (bias scales)": (
+            litert_xnnpack.invoke,
+            np.zeros(litert_xnnpack.input_shape, np.int8),
+        ),
         "LiteRT float32 (default)": (
             litert_float.invoke,
             np.zeros(litert_float.input_shape, np.float32),
@@ -81,17 +89,18 @@ def runtimes(model, graph, shape, threads: int) -> dict:
         "ONNX Runtime float32": (onnx_float.invoke, x),
         "ONNX Runtime int8 QDQ": (onnx_int8.invoke, np.zeros((1, 1, *shape), np.int8)),
         "PyTorch eager float32": (eager, torch.from_numpy(x)),
-    }, len(int8_file)
+    }, (len(int8_file), len(xnnpack_file))
 
 
 def main() -> None:
     args = parse_args()
     model, graph, shape = build(args.model)
-    timed, file_bytes = runtimes(model, graph, shape, args.threads)
+    timed, (file_bytes, xnnpack_bytes) = runtimes(model, graph, shape, args.threads)
     payload = sum(t.data.nbytes for t in graph.tensors.values() if t.is_constant)
     print(
         f"{args.model}: int8 .tflite {file_bytes:,} bytes ({file_bytes / 1024:.1f} KiB), "
-        f"weights + biases {payload:,} bytes ({file_bytes / payload:.2f} x)"
+        f"weights + biases {payload:,} bytes ({file_bytes / payload:.2f} x); "
+        f"with bias scales {xnnpack_bytes:,} bytes ({xnnpack_bytes / payload:.2f} x)"
     )
     results: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(args.rounds):

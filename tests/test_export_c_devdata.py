@@ -1,12 +1,14 @@
 """The generated C front end and kws_demo on real Speech Commands validation clips.
 
-Real speech is harder on a float32 front end than synthetic tones: a loud vowel next to a
-band that holds almost nothing (log(power + 1e-6) near its floor, where it is most sensitive)
-exposes the float32 FFT's rounding error (~1e-7 of the frame's norm in every bin). Measured
-on 300 clips: max error <= 2.2e-4 (mfcc, bark) and <= 2.8e-3 (logmel, on 2 clips; 99 % of
-clips stay below 6e-4). So: features within 1e-3 on >= 98 % of clips and within 5e-3 on all;
-after normalisation and quantization identical on >= 99 % of values (measured 99.999 %); top-1
-of kws_demo (WAV in, C front end + C network) equal to the Python pipeline on >= 99.5 %.
+Real speech is harder on a float32 FFT than synthetic tones: a loud vowel next to a band that
+holds almost nothing (log(power + 1e-6) near its floor, where it is most sensitive) exposes the
+float32 FFT's rounding error (~1e-7 of the frame's norm in every bin). The host build runs the
+FFT in double, as tinykws does in Python: measured on 300 clips, max error 9.5e-7 (logmel,
+micro, bark) and 2.3e-5 (mfcc), so every clip must be within 1e-4. A float32 FFT (what a
+Cortex-M4F build uses; -DTINYKWS_FFT_DOUBLE=0) measured max 1.25e-3 (logmel; 99 % of clips
+below 5.7e-4) and <= 5e-4 for micro, mfcc, bark: within 1e-3 on >= 98 % of clips and 5e-3 on
+all. After normalisation and quantization identical on >= 99 % of values; top-1 of kws_demo (WAV
+in, C front end + C network) equal to the Python pipeline on >= 99.5 %.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from c_support import compile_export, needs_gcc
+from c_support import needs_gcc
 from test_export_c_demo import train_briefly
 from test_export_c_frontend import INPUT_QPARAMS, feature_graph
 
 from tinykws.audio import load_clip
 from tinykws.export.c import export_c
-from tinykws.export.c.build import build_demo
+from tinykws.export.c.build import CModel, build_demo, build_shared_library
 from tinykws.features import FrontEnd, Normalization
 from tinykws.ir import interpret
 from tinykws.ir.kernels import quantize_f32_s8
@@ -48,15 +50,22 @@ def validation_clips() -> list[Path]:
 
 
 @needs_gcc
-@pytest.mark.parametrize("preset", ["logmel", "mfcc", "bark"])
-def test_front_end_on_real_speech(tmp_path, validation_clips, preset):
+@pytest.mark.parametrize("fft", ["double", "float"])
+@pytest.mark.parametrize("preset", ["logmel", "micro", "mfcc", "bark"])
+def test_front_end_on_real_speech(tmp_path, validation_clips, preset, fft):
     frontend = FrontEnd(preset)
     clips = np.stack([load_clip(p) for p in validation_clips])
     reference = frontend.numpy(clips)
     norm = Normalization.fit(reference)
-    model = compile_export(
-        feature_graph(frontend), tmp_path, frontend_config=preset, normalization=norm
+    export_c(
+        feature_graph(frontend),
+        tmp_path,
+        cortex_m4="off",
+        frontend_config=preset,
+        normalization=norm,
     )
+    flags = "-O2" if fft == "double" else "-O2 -DTINYKWS_FFT_DOUBLE=0"
+    model = CModel(build_shared_library(tmp_path, optimization=flags))
     errors, same = [], []
     for samples, expected in zip(clips, reference):
         errors.append(np.abs(model.frontend_features(samples) - expected).max())
@@ -65,7 +74,10 @@ def test_front_end_on_real_speech(tmp_path, validation_clips, preset):
         )
         same.append(np.mean(model.frontend_input(samples) == python_input))
     errors = np.array(errors)
-    assert np.mean(errors <= 1e-3) >= 0.98 and errors.max() <= 5e-3
+    if fft == "double":
+        assert errors.max() <= 1e-4
+    else:
+        assert np.mean(errors <= 1e-3) >= 0.98 and errors.max() <= 5e-3
     assert np.mean(same) >= 0.99 and min(same) >= 0.99
 
 

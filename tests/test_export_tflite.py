@@ -204,3 +204,26 @@ def test_golden_sha256_of_an_exported_file(tmp_path):
 
 
 GOLDEN_SHA256 = "d74b1f07cd38c5a6cb003d14ca375a271145aaeb1b7033d321093f54ea76bdb0"
+
+
+def test_bias_scales_are_written_on_request(tone, tone_corpus):
+    """With bias_scales the int32 biases carry s_in * s_w[c] (zero point 0), as TensorFlow
+    writes them for XNNPACK; the file still runs exactly."""
+    import tflite
+
+    graph = with_io_dtype(int8_graph(tone_corpus, "dscnn"), "int8")
+    plain, scaled = tflite_bytes(graph), tflite_bytes(graph, bias_scales=True)
+    assert len(scaled) > len(plain)
+    subgraph = tflite.Model.GetRootAs(scaled, 0).Subgraphs(0)
+    checked = 0
+    for i in range(subgraph.OperatorsLength()):
+        op = subgraph.Operators(i)
+        if op.InputsLength() != 3:
+            continue
+        x, w, b = (subgraph.Tensors(op.Inputs(k)).Quantization() for k in range(3))
+        expected = x.ScaleAsNumpy()[0] * w.ScaleAsNumpy()
+        np.testing.assert_allclose(b.ScaleAsNumpy(), expected, rtol=1e-6)
+        assert not b.ZeroPointAsNumpy().any()
+        checked += 1
+    assert checked >= 3
+    _assert_litert_matches(graph, tone.inputs("validation"), 0.0, bias_scales=True)

@@ -138,3 +138,24 @@ def test_missing_data_folder_is_one_line(tmp_path, capsys):
 def test_missing_model_is_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none.safetensors"), "--data", str(tmp_path)]) == 2
     one_error_line(capsys)
+
+
+def test_stages_default_to_the_tables_given():
+    from tinykws.recipe import parse
+
+    model = {"model": {"preset": "tinyconv"}}
+    assert parse(model).stages == ("data", "train", "evaluate", "report")
+    later = parse(model | {"quantize": {"method": "ptq"}, "check": {"min_accuracy": 0.9}})
+    assert later.stages == ("data", "train", "quantize", "evaluate", "check", "report")
+    assert parse(model | {"stages": ["data"], "quantize": {}}).stages == ("data",)
+
+
+def test_shipped_recipes_parse():
+    from pathlib import Path
+
+    from tinykws.recipe import load_recipe
+
+    recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.toml"))
+    assert {p.stem for p in recipes} >= {"demo", "real10"}
+    for path in recipes:
+        assert load_recipe(path).stages[:2] == ("data", "train")

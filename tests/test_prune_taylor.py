@@ -92,3 +92,27 @@ def test_taylor_loop_on_tones(tone_corpus, tmp_path):
     plot_taylor_progress(history, tmp_path / "p.png", 4)
     assert (tmp_path / "p.png").stat().st_size > 1000
     json.dumps(report)  # the report is plain data
+
+
+@pytest.mark.slow
+def test_taylor_stops_at_the_macs_target(tone_corpus):
+    data = tone_data(tone_corpus, "mfcc")
+    model = tiny_model("dscnn", n_classes=12)
+    cfg = PruneConfig(
+        method="taylor",
+        taylor=TaylorConfig(
+            max_iterations=10,
+            max_to_prune=2,
+            minibatches=2,
+            batch_size=16,
+            target_macs=0.3,
+            device="cpu",
+        ),
+        retrain_enabled=False,
+    )
+    pruned, report = prune(model, cfg, data)
+    removed = report["history"]["macs_removed"]
+    assert removed[0] == 0.0 and all(a <= b for a, b in zip(removed, removed[1:]))
+    assert removed[-1] >= 0.3 and (len(removed) == 2 or removed[-2] < 0.3)
+    assert report["iterations"] < 10
+    assert removed[-1] == pytest.approx(1 - report["after"]["macs"] / report["before"]["macs"])

@@ -6,8 +6,11 @@
     [model]       # preset = "dscnn_s", plus widths etc. to override
     [train]       # TrainConfig, with [train.augment]
     [evaluate]    # splits to score
+    [prune] [quantize] [export] [check]   # optional later stages, each run when its table is given
 
-Every table is validated: an unknown key is an error naming the valid keys.
+`stages = [...]` names the stages explicitly; without it a run does data, train, every stage
+whose table the recipe has, evaluate and report, in pipeline order. Every table is validated:
+an unknown key is an error naming the valid keys.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     unknown = sorted(set(raw) - valid)
     if unknown:
         raise TinyKWSError(unknown_key_message(unknown[0], valid, where))
-    stages = tuple(raw.get("stages", DEFAULT_STAGES))
+    stages = tuple(raw.get("stages", [s for s in STAGES if s in DEFAULT_STAGES or s in raw]))
     for stage in stages:
         check_choice("stages", stage, tuple(STAGES))
     frontend, model = dict(raw.get("frontend", {})), dict(raw.get("model", {}))

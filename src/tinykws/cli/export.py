@@ -43,6 +43,13 @@ def _add_export(subparsers) -> None:
         default="io",
         help="tflite: name only inputs and outputs (smallest) or every tensor",
     )
+    p.add_argument(
+        "--bias-scales",
+        action="store_true",
+        help="tflite: also write the biases' quantization parameters, as TensorFlow does; "
+        "LiteRT's XNNPACK delegate then runs the int8 convolutions (faster on phones and "
+        "PCs, 8 bytes more per channel)",
+    )
 
 
 def _add_metrics(subparsers) -> None:
@@ -124,6 +131,7 @@ def export_verb(args) -> int:
         widen_narrow_weights=args.widen,
         sidecar=args.sidecar,
         tensor_names=args.tensor_names,
+        bias_scales=args.bias_scales,
     )
     result = export_model(args.model, args.format, args.out, options)
     print(

@@ -81,6 +81,14 @@ def register(subparsers) -> None:
     p.add_argument("--max-iterations", type=int, default=16, help="taylor: pruning rounds")
     p.add_argument("--max-to-prune", type=int, default=8, help="taylor: filters per round")
     p.add_argument(
+        "--target-macs",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="taylor: stop once this fraction of the MACs is removed, e.g. 0.5 "
+        "(default: run every round)",
+    )
+    p.add_argument(
         "--minibatches", type=int, default=50, help="taylor: fine-tuning mini-batches per round"
     )
     p.add_argument(
@@ -139,6 +147,7 @@ def prune_config(args, sweeping: bool):
         max_iterations=args.max_iterations,
         max_to_prune=args.max_to_prune,
         minibatches=args.minibatches,
+        target_macs=args.target_macs,
     )
     sweep = None
     if sweeping:

@@ -57,12 +57,15 @@ class ExportOptions:
             packed) instead of refusing them.
         sidecar: write the metadata to NAME.<ext>.json beside the file instead of inside it.
         tensor_names: tflite: "io" (only inputs and outputs named) or "all".
+        bias_scales: tflite: write the biases' quantization parameters, which LiteRT's XNNPACK
+            delegate needs to run int8 convolutions (a larger file).
     """
 
     io_dtype: str | None = None
     widen_narrow_weights: bool = False
     sidecar: bool = False
     tensor_names: str = "io"
+    bias_scales: bool = False
 
     def __post_init__(self) -> None:
         if self.io_dtype is not None:
@@ -234,6 +237,7 @@ def _tflite_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, met
         metadata=meta,
         widen_narrow_weights=options.widen_narrow_weights,
         tensor_names=options.tensor_names,
+        bias_scales=options.bias_scales,
     )
 
 

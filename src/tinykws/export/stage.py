@@ -46,6 +46,7 @@ class ExportStageConfig:
         io: "int8" or "float32" boundary of int8 files ("" = each format's default).
         widen_narrow_weights: store 2..7-bit weights as int8 in tflite / onnx files.
         sidecar: metadata in NAME.<ext>.json beside each file instead of inside it.
+        bias_scales: tflite: write the biases' quantization parameters (for XNNPACK).
         evaluate_split: split each file is scored on ("" = do not score).
         latency: time the model in every runtime.
         runs: timed calls per latency figure.
@@ -56,6 +57,7 @@ class ExportStageConfig:
     io: str = ""
     widen_narrow_weights: bool = False
     sidecar: bool = False
+    bias_scales: bool = False
     evaluate_split: str = "validation"
     latency: bool = True
     runs: int = 200
@@ -85,6 +87,7 @@ def stage_export(run) -> dict:
         io_dtype=config.io or None,
         sidecar=config.sidecar,
         widen_narrow_weights=config.widen_narrow_weights,
+        bias_scales=config.bias_scales,
     )
     results = _export_all(model, out, config, options)
     artefacts = [_artefact_entry(run, r) for r in results]

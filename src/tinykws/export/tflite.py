@@ -11,8 +11,11 @@ What is left out, compared with TensorFlow's converter, and why it is safe:
   graph's inputs and outputs by index; TFLite Micro never reads them;
 - names of internal tensors (kept with `tensor_names="all"`): only viewers show them;
 - quantization parameters of biases of per-channel ops: by construction they are
-  s_in * s_w[c] with zero point 0, and no int8 kernel reads them (LiteRT and TFLite Micro
-  compute the requantization from the input, weight and output scales);
+  s_in * s_w[c] with zero point 0, and no builtin int8 kernel reads them (LiteRT and TFLite
+  Micro compute the requantization from the input, weight and output scales). LiteRT's
+  XNNPACK delegate, though, only takes over int8 convolutions whose biases carry them:
+  `bias_scales=True` writes them, as TensorFlow's converter does (+8 bytes per channel;
+  about 1.6x faster in LiteRT on x86 for DS-CNN-S, see benchmarks/runtime.py);
 - duplicate vectors: identical shapes and zero-point lists are stored once and shared, which
   flatbuffers permits (the schema wants one int64 zero point per per-channel scale).
 The only metadata entry is "tinykws" (JSON: front-end config, labels), written when there is
@@ -92,9 +95,10 @@ class _TfOp:
 class _Plan:
     """TFLite tensors and ops, before serialization."""
 
-    def __init__(self, graph: IntGraph, widen_narrow_weights: bool) -> None:
+    def __init__(self, graph: IntGraph, widen_narrow_weights: bool, bias_scales: bool) -> None:
         self.graph = graph
         self.widen = widen_narrow_weights
+        self.bias_scales = bias_scales
         self.tensors: list[_TfTensor] = []
         self.index: dict[str, int] = {}
         self.ops: list[_TfOp] = []
@@ -110,11 +114,12 @@ class _Plan:
 
     def bias(self, op: Op) -> int:
         """The bias of a conv/FC op. Its scales (s_in * s_w[c], zero point 0) are left out where
-        the kernel never reads them (per-channel requantization); per-tensor FULLY_CONNECTED
-        checks the bias scale against s_in * s_w, so there it stays."""
+        the kernel never reads them (per-channel requantization) unless `bias_scales` asks for
+        them; per-tensor FULLY_CONNECTED checks the bias scale against s_in * s_w, so there it
+        stays."""
         weights = self.graph.tensors[op.inputs[1]]
         per_tensor_fc = op.type == "FULLY_CONNECTED" and len(weights.scale) == 1
-        return self.tensor(op.inputs[2], quantization=per_tensor_fc)
+        return self.tensor(op.inputs[2], quantization=per_tensor_fc or self.bias_scales)
 
     def constant(self, name: str, values) -> int:
         """A new int32 constant (shapes, axes, paddings)."""
@@ -314,10 +319,12 @@ _LOWER = {
 }
 
 
-def plan_tflite(graph: IntGraph, widen_narrow_weights: bool = False) -> _Plan:
+def plan_tflite(
+    graph: IntGraph, widen_narrow_weights: bool = False, bias_scales: bool = False
+) -> _Plan:
     """Map every IR op onto TFLite builtin ops (plus PAD where padding needs it)."""
     graph.validate()
-    plan = _Plan(graph, widen_narrow_weights)
+    plan = _Plan(graph, widen_narrow_weights, bias_scales)
     for name in graph.inputs:
         plan.tensor(name)
     for op in graph.ops:
@@ -331,6 +338,7 @@ def tflite_bytes(
     metadata: dict | None = None,
     widen_narrow_weights: bool = False,
     tensor_names: str = "io",
+    bias_scales: bool = False,
 ) -> bytes:
     """The .tflite file contents for `graph` (see `export_tflite`)."""
     from tinykws.export._tflite_writer import serialize
@@ -339,7 +347,7 @@ def tflite_bytes(
         raise TinyKWSError(
             f"tensor_names must be one of {', '.join(TENSOR_NAMES)}; got {tensor_names!r}"
         )
-    plan = plan_tflite(graph, widen_narrow_weights)
+    plan = plan_tflite(graph, widen_narrow_weights, bias_scales)
     meta = graph.metadata if metadata is None else metadata
     meta_bytes = json.dumps(meta, sort_keys=True).encode() if meta else None
     inputs = [plan.index[n] for n in graph.inputs]
@@ -359,6 +367,7 @@ def export_tflite(
     metadata: dict | None = None,
     widen_narrow_weights: bool = False,
     tensor_names: str = "io",
+    bias_scales: bool = False,
 ) -> Path:
     """Write `graph` as a .tflite file, atomically.
 
@@ -371,6 +380,7 @@ def export_tflite(
         widen_narrow_weights: store 2..7-bit weights as plain int8 instead of refusing them.
         tensor_names: "io" names only the graph inputs and outputs (smallest file); "all"
             keeps every tensor's name (for inspecting the file in a viewer).
+        bias_scales: write the biases' quantization parameters (XNNPACK needs them).
 
     Returns:
         The path written.
@@ -386,6 +396,7 @@ def export_tflite(
             metadata=metadata,
             widen_narrow_weights=widen_narrow_weights,
             tensor_names=tensor_names,
+            bias_scales=bias_scales,
         )
     except TinyKWSError as exc:
         raise TinyKWSError(f"{path}: {exc}") from None

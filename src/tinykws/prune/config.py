@@ -47,6 +47,8 @@ class TaylorConfig:
         max_iterations: pruning iterations (each: fine-tune, score, remove filters).
         max_to_prune: filters removed per iteration, at most.
         min_prunables: stop when fewer prunable filters than this remain.
+        target_macs: stop once this fraction of the network's MACs is removed (0: run every
+            iteration). Filters differ in cost, so a MACs target says what the device gains.
         minibatches: mini-batches of fine-tuning (and score accumulation) per iteration.
         batch_size: clips per mini-batch.
         lr, momentum: SGD with momentum; the velocity is reset at every iteration.
@@ -60,6 +62,7 @@ class TaylorConfig:
     max_iterations: int = 16
     max_to_prune: int = 8
     min_prunables: int = 5
+    target_macs: float = 0.0
     minibatches: int = 50
     batch_size: int = 128
     lr: float = 1e-2
@@ -78,6 +81,7 @@ class TaylorConfig:
         if self.min_prunables < 0 or self.lr <= 0:
             raise TinyKWSError("prune.taylor.min_prunables must be >= 0 and prune.taylor.lr > 0")
         check_range("prune.taylor.momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_amount("prune.taylor.target_macs", self.target_macs)
         check_choice("prune.taylor.device", self.device, ("auto", "cpu", "cuda"))
 
 

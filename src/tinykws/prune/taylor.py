@@ -187,8 +187,10 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
 
     Returns the physically pruned network and a report with the progress history: "loss" (one
     value per mini-batch), "val_accuracy" and "prunables" (index 0 = before pruning, then one
-    per iteration), and "removed" (filters removed per layer).
+    per iteration), "macs_removed" (fraction of the MACs gone after each iteration) and
+    "removed" (filters removed per layer).
     """
+    from tinykws.models import count_macs
     from tinykws.progress import track
     from tinykws.prune.measure import validation_accuracy
     from tinykws.train import pick_device
@@ -205,7 +207,9 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
         "loss": [],
         "val_accuracy": [validation_accuracy(prunable.network, data)],
         "prunables": [prunable.num_prunables],
+        "macs_removed": [0.0],
     }
+    macs_before = count_macs(model)
     for _ in track(range(cfg.max_iterations), "Taylor pruning"):
         if prunable.num_prunables < cfg.min_prunables:
             break
@@ -213,10 +217,14 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
         prunable.update_prunables(cfg.max_to_prune)
         history["val_accuracy"].append(validation_accuracy(prunable.network, data))
         history["prunables"].append(prunable.num_prunables)
+        history["macs_removed"].append(1.0 - count_macs(prunable.to_network()) / macs_before)
         logger.info(
-            f"taylor: {history['prunables'][-1]} filters left, validation accuracy "
+            f"taylor: {history['prunables'][-1]} filters left, "
+            f"{100 * history['macs_removed'][-1]:.1f}% of the MACs removed, validation accuracy "
             f"{history['val_accuracy'][-1]:.4f}"
         )
+        if cfg.target_macs and history["macs_removed"][-1] >= cfg.target_macs:
+            break
     removed = {name: len(idxs) for name, idxs in prunable.masks.removed().items()}
     network = prunable.to_network()
     return network, {

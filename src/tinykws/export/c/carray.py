@@ -11,6 +11,8 @@ Example:
     [241, 151]
     >>> c_float(0.1)
     '0.100000001f'
+    >>> c_double(0.1)
+    '0.10000000000000001'
 """
 
 from __future__ import annotations
@@ -60,6 +62,15 @@ def c_float(value: float) -> str:
     if "e" not in text and "." not in text:
         text += ".0"
     return text + "f"
+
+
+def c_double(value: float) -> str:
+    """A double literal that parses to exactly `value` (17 significant digits round-trip)."""
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"cannot write {v} as a C double")
+    text = f"{v:.17g}"
+    return text if "e" in text or "." in text else text + ".0"
 
 
 def c_int(value: int) -> str:
