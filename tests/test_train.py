@@ -131,11 +131,10 @@ def test_unknown_weight_scales_only_the_unknown_class(tone_data):
 
     labels = ("yes", "no", "_unknown_")
     data = replace(tone_data, class_weights=np.array([1.0, 0.5, 2.0], np.float32), labels=labels)
-    assert data.loss_weights(TrainConfig()).tolist() == [1.0, 0.5, 2.0]
-    assert data.loss_weights(TrainConfig(unknown_weight=3.0)).tolist() == [1.0, 0.5, 6.0]
-    plain = data.loss_weights(TrainConfig(class_weighted=False, unknown_weight=2.0))
-    assert plain.tolist() == [1.0, 1.0, 2.0]
+    assert data.loss_weights().tolist() == [1.0, 0.5, 2.0]
+    assert data.loss_weights(unknown_weight=3.0).tolist() == [1.0, 0.5, 6.0]
+    assert data.loss_weights(False, 2.0).tolist() == [1.0, 1.0, 2.0]
     with pytest.raises(TinyKWSError, match="no _unknown_ class"):
-        replace(data, labels=("yes", "no", "up")).loss_weights(TrainConfig(unknown_weight=2.0))
+        replace(data, labels=("yes", "no", "up")).loss_weights(unknown_weight=2.0)
     with pytest.raises(TinyKWSError, match="unknown_weight must be positive"):
         TrainConfig(unknown_weight=0.0)

@@ -127,15 +127,16 @@ class TrainingData:
     class_weights: np.ndarray
     labels: tuple[str, ...] = ()
 
-    def loss_weights(self, cfg: TrainConfig) -> np.ndarray:
-        """Per-class cross-entropy weights for `cfg` (inverse frequency, `_unknown_` scaled)."""
+    def loss_weights(self, class_weighted: bool = True, unknown_weight: float = 1.0) -> np.ndarray:
+        """Per-class cross-entropy weights: inverse class frequency (or ones), with the weight
+        of `_unknown_` multiplied by `unknown_weight`."""
         weights = np.array(self.class_weights, np.float32)
-        if not cfg.class_weighted:
+        if not class_weighted:
             weights[:] = 1.0
-        if cfg.unknown_weight != 1.0:
+        if unknown_weight != 1.0:
             if "_unknown_" not in self.labels:
-                raise TinyKWSError("train.unknown_weight is set but there is no _unknown_ class")
-            weights[self.labels.index("_unknown_")] *= cfg.unknown_weight
+                raise TinyKWSError("unknown_weight is set but there is no _unknown_ class")
+            weights[self.labels.index("_unknown_")] *= unknown_weight
         return weights
 
 

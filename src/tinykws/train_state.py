@@ -49,7 +49,7 @@ class TrainState:
         world = DistContext.from_env().world_size
         steps = max(1, math.ceil(len(data.train_labels) / world / cfg.batch_size))
         optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
-        weights = data.loss_weights(cfg)
+        weights = data.loss_weights(cfg.class_weighted, cfg.unknown_weight)
         history = {k: [] for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
         return cls(
             model=model,

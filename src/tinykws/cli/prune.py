@@ -78,6 +78,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
     p.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
+    p.add_argument(
+        "--unknown-weight",
+        type=float,
+        default=1.0,
+        help="multiply the loss weight of _unknown_ while fine-tuning and scoring, as the "
+        "model was trained (e.g. 2.5 for recipes/real10.toml)",
+    )
     p.add_argument("--max-iterations", type=int, default=16, help="taylor: pruning rounds")
     p.add_argument("--max-to-prune", type=int, default=8, help="taylor: filters per round")
     p.add_argument(
@@ -141,9 +148,11 @@ def prune_config(args, sweeping: bool):
         schedule="constant",
         weight_decay=0.0,
         label_smoothing=0.0,
+        unknown_weight=args.unknown_weight,
         augment=AugmentConfig(enabled=False),
     )
     taylor = TaylorConfig(
+        unknown_weight=args.unknown_weight,
         max_iterations=args.max_iterations,
         max_to_prune=args.max_to_prune,
         minibatches=args.minibatches,

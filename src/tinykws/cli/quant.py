@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     p.add_argument("--calibration-per-class", type=int, help="calibration clips per class")
     p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs")
     p.add_argument("--qat-lr", type=float, help="QAT learning rate")
+    p.add_argument(
+        "--unknown-weight",
+        type=float,
+        help="QAT: multiply the loss weight of _unknown_, as the model was trained (e.g. 2.5)",
+    )
     p.add_argument("--sweep-bits", type=comma_ints, help="e.g. 2,4,6,8: sweep weight widths")
     p.add_argument("--schemes", type=comma_words, help="sweep activation schemes, e.g. sym,asym")
     p.add_argument("--methods", type=comma_words, help="sweep methods, e.g. ptq,qat")
@@ -96,7 +101,15 @@ def quant_config_from_args(args):
     }
     if args.power_of_two:
         table["power_of_two"] = True
-    qat = {k: v for k, v in (("epochs", args.qat_epochs), ("lr", args.qat_lr)) if v is not None}
+    qat = {
+        k: v
+        for k, v in (
+            ("epochs", args.qat_epochs),
+            ("lr", args.qat_lr),
+            ("unknown_weight", args.unknown_weight),
+        )
+        if v is not None
+    }
     if qat:
         table["qat"] = qat
     config = from_dict(QuantConfig, table, "quantize")

@@ -57,6 +57,7 @@ class TaylorConfig:
         augment: fine-tune on augmented audio instead of the cached features.
         seed: mini-batch order and augmentation.
         device: "auto", "cpu" or "cuda".
+        unknown_weight: multiplies the loss weight of `_unknown_`, as in training.
     """
 
     max_iterations: int = 16
@@ -71,6 +72,7 @@ class TaylorConfig:
     augment: bool = False
     seed: int = 0
     device: str = "auto"
+    unknown_weight: float = 1.0
 
     def __post_init__(self):
         for name in ("max_iterations", "max_to_prune", "minibatches", "batch_size"):
@@ -78,8 +80,11 @@ class TaylorConfig:
                 raise TinyKWSError(
                     f"prune.taylor.{name} must be at least 1; got {getattr(self, name)}"
                 )
-        if self.min_prunables < 0 or self.lr <= 0:
-            raise TinyKWSError("prune.taylor.min_prunables must be >= 0 and prune.taylor.lr > 0")
+        if self.min_prunables < 0 or self.lr <= 0 or self.unknown_weight <= 0:
+            raise TinyKWSError(
+                "prune.taylor.min_prunables must be >= 0, prune.taylor.lr and "
+                "prune.taylor.unknown_weight > 0"
+            )
         check_range("prune.taylor.momentum", self.momentum, 0.0, 1.0, high_open=True)
         check_amount("prune.taylor.target_macs", self.target_macs)
         check_choice("prune.taylor.device", self.device, ("auto", "cpu", "cuda"))

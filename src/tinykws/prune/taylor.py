@@ -201,7 +201,9 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     prunable = TaylorPrunable(model, cfg.normalize).to(device)
-    weights = torch.as_tensor(data.class_weights, dtype=torch.float32, device=device)
+    weights = torch.as_tensor(
+        data.loss_weights(unknown_weight=cfg.unknown_weight), dtype=torch.float32, device=device
+    )
     batches = iter(_batch_source(data, cfg, device))
     history = {
         "loss": [],

@@ -50,6 +50,8 @@ class QATConfig:
         device: "auto", "cpu" or "cuda".
         augment: augment the fine-tuning batches (`tinykws.data.augment.AugmentConfig`
             defaults), as in training.
+        unknown_weight: multiplies the loss weight of `_unknown_`, as in training
+            (`tinykws.train.TrainConfig.unknown_weight`).
     """
 
     epochs: int = 6
@@ -64,6 +66,7 @@ class QATConfig:
     seed: int = 0
     device: str = "auto"
     augment: bool = True
+    unknown_weight: float = 1.0
 
     def __post_init__(self) -> None:
         check_choice("quantize.qat.optimizer", self.optimizer, ("sgd", "adam", "adamw"))
@@ -71,8 +74,8 @@ class QATConfig:
         check_range("quantize.qat.epochs", self.epochs, 1, 10_000)
         check_range("quantize.qat.batch_size", self.batch_size, 1, 1_000_000)
         check_range("quantize.qat.observer_momentum", self.observer_momentum, 0.0, 1.0)
-        if self.lr <= 0:
-            raise TinyKWSError(f"quantize.qat.lr must be positive; got {self.lr}")
+        if self.lr <= 0 or self.unknown_weight <= 0:
+            raise TinyKWSError("quantize.qat.lr and quantize.qat.unknown_weight must be positive")
         if self.freeze_bn_epoch < 0 or self.freeze_observer_epoch < 0:
             raise TinyKWSError(
                 "quantize.qat.freeze_bn_epoch and freeze_observer_epoch must be >= 0"

@@ -101,7 +101,8 @@ class _BatchSource:
         self.state = SimpleNamespace(
             data=training, cfg=SimpleNamespace(augment=augment), noise=noise, device=device
         )
-        self.weights = torch.from_numpy(np.asarray(training.class_weights, np.float32)).to(device)
+        weights = training.loss_weights(unknown_weight=qcfg.unknown_weight)
+        self.weights = torch.from_numpy(weights).to(device)
 
     def batches(self, epoch: int):
         from tinykws.train import training_inputs
