@@ -94,6 +94,14 @@ def test_front_end_builds_for_cortex_m4(builds):
         assert parse_size_sysv(done.stdout).rodata > report_bytes(builds[8][1])
 
 
+@needs_arm_gcc
+def test_relative_folder_builds(builds, tmp_path, monkeypatch):
+    """The build runs in a temporary folder; a relative source folder must still be found."""
+    shutil.copytree(builds[8][3], tmp_path / "c")
+    monkeypatch.chdir(tmp_path)
+    assert build_cortex_m4("c").flash_bytes == builds[8][2].flash_bytes
+
+
 def report_bytes(report: dict) -> int:
     return report["weight_bytes"] + report["bias_bytes"]
 

@@ -157,7 +157,7 @@ def build_cortex_m4(src_dir, *, frontend: bool = False) -> SectionSizes:
     Raises:
         TinyKWSError: arm-none-eabi-gcc is missing or the build fails.
     """
-    src_dir = Path(src_dir)
+    src_dir = Path(src_dir).resolve()  # the build runs in a temporary folder
     gcc = _need(arm_compiler(), "gcc-arm-none-eabi")
     sources = [str(src_dir / n) for n in _sources(src_dir, frontend)]
     entry = ENTRY.format(
