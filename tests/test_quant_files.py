@@ -15,14 +15,13 @@ from tinykws.ir.graph import IntGraph
 from tinykws.models import build_model, model_config
 from tinykws.predictor import load_predictor
 from tinykws.quant import QuantConfig, QuantData, quantize
-from tinykws.quant.files import register_loaders, save_quantized
+from tinykws.quant.files import save_quantized
 from tinykws.quant.workflow import lower_if_possible
 
 
 @pytest.fixture(scope="module")
 def float_model(tone_corpus, tmp_path_factory):
     """(checkpoint path, model, data) of a small DS-CNN trained on the tone corpus."""
-    register_loaders()
     out = tmp_path_factory.mktemp("float")
     data = tone_data(tone_corpus)
     model = train_small(data, SMALL_DSCNN, out, with_meta=True)

@@ -8,7 +8,7 @@ from tinykws.audio import load_clip
 from tinykws.evaluate import softmax
 
 
-def predict_files(model_path, paths, top_k: int = 3, backend: str = "torch") -> list[dict]:
+def predict_files(model_path, paths, top_k: int = 3, backend: str = "auto") -> list[dict]:
     """Top-k labels with probabilities for each file.
 
     Returns:

@@ -107,6 +107,7 @@ def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
 
 # Suffix -> loader(path, backend), or "module:function" imported on first use so that reading a
 # checkpoint does not import the exporters' runtimes.
+FILE_BACKENDS = {".json": "int", ".tflite": "litert", ".onnx": "onnxruntime"}
 LOADERS: dict[str, Any] = {
     ".safetensors": "tinykws.quant.files:load_checkpoint_predictor",  # float or quantized
     ".json": "tinykws.quant.files:load_graph_predictor",  # an integer graph
@@ -130,9 +131,32 @@ def resolve_model_path(path: str | Path) -> Path:
     return path
 
 
-def load_predictor(path: str | Path, backend: str = "torch") -> Predictor:
-    """Load any supported model file (see `LOADERS`) or a run directory's final model."""
+def default_backend(path: str | Path) -> str:
+    """What a model file runs on unless told otherwise: "int" for a quantized checkpoint with
+    an integer graph (and for a graph file), "fakequant" for one without, "litert" for .tflite,
+    "onnxruntime" for .onnx, "torch" for a float checkpoint."""
     path = resolve_model_path(path)
+    if path.suffix in FILE_BACKENDS:
+        return FILE_BACKENDS[path.suffix]
+    if path.suffix != ".safetensors":
+        return "torch"
+    from tinykws.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(path)
+    quant = meta.get("quant")
+    if quant is None:
+        return "torch"
+    return "int" if quant.get("graph") else "fakequant"
+
+
+def load_predictor(path: str | Path, backend: str = "auto") -> Predictor:
+    """Load any supported model file (see `LOADERS`) or a run directory's final model.
+
+    `backend` "auto" runs the model as it will be deployed (`default_backend`): a quantized
+    model on its integer graph, an exported file in its own runtime."""
+    path = resolve_model_path(path)
+    if backend == "auto":
+        backend = default_backend(path)
     suffix = path.suffix if path.is_file() else "/"
     loader = LOADERS.get(suffix)
     if loader is None:

@@ -68,8 +68,10 @@ def _add_evaluate(subparsers) -> None:
     p.add_argument("--split", default="validation", choices=["train", "validation", "test", "all"])
     p.add_argument(
         "--backend",
-        default="torch",
-        help="torch (default); quantized models also accept fakequant and int",
+        default="auto",
+        help="auto (default: as deployed: a quantized model's integer graph, an exported file's "
+        "runtime); torch, fakequant or int for quantized models; reference (LiteRT's builtin "
+        "reference kernels) for .tflite",
     )
     p.add_argument("--json", dest="json_out", help="write the full result as JSON here")
     p.add_argument("--confusion", help="write the confusion matrix PNG here")
@@ -82,7 +84,7 @@ def _add_predict(subparsers) -> None:
     p.add_argument("model", help="checkpoint, exported model file, or run directory")
     p.add_argument("clips", nargs="+", help="wav or flac files")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--backend", default="torch")
+    p.add_argument("--backend", default="auto", help="as for evaluate (default: auto)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
 
 
@@ -163,13 +165,14 @@ def train_verb(args) -> int:
 def evaluate_verb(args) -> int:
     from tinykws.evaluate import evaluate, load_eval_data, print_report
     from tinykws.io import write_json
-    from tinykws.predictor import load_predictor
+    from tinykws.predictor import default_backend, load_predictor
     from tinykws.report.plots import plot_confusion
 
-    predictor = load_predictor(args.model, backend=args.backend)
+    backend = default_backend(args.model) if args.backend == "auto" else args.backend
+    predictor = load_predictor(args.model, backend=backend)
     data = load_eval_data(predictor.meta, args.data, args.split)
     result = evaluate(predictor, data)
-    result["model"], result["backend"] = str(args.model), args.backend
+    result["model"], result["backend"] = str(args.model), backend
     print_report(result)
     if args.json_out:
         write_json(args.json_out, result)

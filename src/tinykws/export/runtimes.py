@@ -9,13 +9,8 @@ Backends (`--backend`):
 - .tflite: "litert" (default: LiteRT's default kernels, XNNPACK included) or "reference"
   (LiteRT's builtin reference kernels, the arithmetic of TFLite Micro);
 - .onnx: "onnxruntime" (default, CPU).
-"torch", the CLI's default, means the file's default backend.
-
-Example:
-    >>> register_loaders()
-    >>> from tinykws.predictor import LOADERS
-    >>> ".tflite" in LOADERS and ".onnx" in LOADERS
-    True
+`tinykws.predictor.load_predictor` reaches `load_tflite_predictor` and `load_onnx_predictor`
+through its `LOADERS` table.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ from tinykws.errors import TinyKWSError
 
 TFLITE_RESOLVERS = {"litert": "AUTO", "reference": "BUILTIN_REF"}
 ONNX_BACKENDS = ("onnxruntime",)
-DEFAULT_BACKEND = "torch"  # the CLI default: each file type's own default
 SIDECAR_SUFFIX = ".json"
 
 
@@ -238,11 +232,10 @@ def file_metadata(path: Path, embedded: dict | None) -> dict:
     return meta
 
 
-def load_tflite_predictor(path: Path, backend: str = DEFAULT_BACKEND) -> FilePredictor:
+def load_tflite_predictor(path: Path, backend: str = "litert") -> FilePredictor:
     """A .tflite file run by LiteRT ("litert" or "reference" kernels)."""
     from tinykws.export.tflite import read_tflite_metadata
 
-    backend = "litert" if backend == DEFAULT_BACKEND else backend
     if backend not in TFLITE_RESOLVERS:
         raise TinyKWSError(
             f"{path}: a .tflite file runs with --backend "
@@ -258,11 +251,10 @@ def load_tflite_predictor(path: Path, backend: str = DEFAULT_BACKEND) -> FilePre
     return FilePredictor(runner, meta, "NHWC", batch_size=64, path=str(path), backend=backend)
 
 
-def load_onnx_predictor(path: Path, backend: str = DEFAULT_BACKEND) -> FilePredictor:
+def load_onnx_predictor(path: Path, backend: str = "onnxruntime") -> FilePredictor:
     """An .onnx file run by ONNX Runtime."""
     from tinykws.export.onnx import read_onnx_metadata
 
-    backend = "onnxruntime" if backend == DEFAULT_BACKEND else backend
     if backend not in ONNX_BACKENDS:
         raise TinyKWSError(
             f"{path}: an .onnx file runs with --backend onnxruntime; got {backend!r}"
@@ -270,11 +262,3 @@ def load_onnx_predictor(path: Path, backend: str = DEFAULT_BACKEND) -> FilePredi
     meta = file_metadata(Path(path), read_onnx_metadata(path))
     runner = ONNXRunner(path, meta=meta)
     return FilePredictor(runner, meta, "NCHW", path=str(path), backend=backend)
-
-
-def register_loaders() -> None:
-    """Make `tinykws.predictor.load_predictor` (and `tinykws evaluate`) read .tflite and .onnx."""
-    from tinykws.predictor import LOADERS
-
-    LOADERS[".tflite"] = load_tflite_predictor
-    LOADERS[".onnx"] = load_onnx_predictor

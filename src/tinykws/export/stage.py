@@ -138,16 +138,13 @@ def _score_artefacts(run, artefacts: list[dict], split: str, meta: dict) -> None
     """Accuracy of every file, and its top-1 agreement with the final model (C folders only
     where gcc can build them)."""
     from tinykws import stages
-    from tinykws.export.runtimes import register_loaders
     from tinykws.predictor import load_predictor
-    from tinykws.quant.compare import default_backend
 
     if not stages.load_run_dataset(run).clips(split):
         logger.warning(f"export: the '{split}' split is empty; files not scored")
         return
-    register_loaders()
     _, _, features, labels = stages.split_arrays(run, split)
-    reference = load_predictor(run.dir, default_backend(run.dir)).logits(features).argmax(1)
+    reference = load_predictor(run.dir).logits(features).argmax(1)
     for entry in artefacts:
         predictor = _artefact_predictor(run.dir / entry["path"], entry["format"], meta)
         if predictor is None:

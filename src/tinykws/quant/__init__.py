@@ -176,12 +176,3 @@ def quantize(model, config: QuantConfig, data: QuantData):
 
     methods = {"ptq": quantize_ptq, "dynamic": quantize_dynamic, "qat": quantize_qat}
     return methods[config.method](model, config, data)
-
-
-def _register_loaders() -> None:
-    from tinykws.quant.files import register_loaders
-
-    register_loaders()
-
-
-_register_loaders()

@@ -22,25 +22,6 @@ import numpy as np
 from tinykws.errors import TinyKWSError
 
 
-def default_backend(path: str | Path) -> str:
-    """ "int" for a quantized checkpoint with an integer graph, "fakequant" for one without,
-    "int" for a graph file, "torch" otherwise."""
-    from tinykws.predictor import resolve_model_path
-
-    path = resolve_model_path(path)
-    if path.suffix == ".json":
-        return "int"
-    if path.suffix != ".safetensors":
-        return "torch"
-    from tinykws.checkpoint import load_checkpoint
-
-    _, meta = load_checkpoint(path)
-    quant = meta.get("quant")
-    if quant is None:
-        return "torch"
-    return "int" if quant.get("graph") else "fakequant"
-
-
 def compare_predictions(
     a, b, features: np.ndarray, labels: np.ndarray, clips=None, count: int = 10, seed: int = 0
 ) -> dict:
@@ -87,11 +68,9 @@ def compare(
     `backends` default to `default_backend` of each file; `cache_dir` caches audio and features.
     """
     from tinykws.evaluate import load_eval_data
-    from tinykws.predictor import load_predictor
-    from tinykws.quant.files import register_loaders
+    from tinykws.predictor import default_backend, load_predictor
     from tinykws.quant.sizes import compression_ratio, predictor_memory
 
-    register_loaders()
     backend_a = backends[0] or default_backend(path_a)
     backend_b = backends[1] or default_backend(path_b)
     a, b = load_predictor(path_a, backend_a), load_predictor(path_b, backend_b)

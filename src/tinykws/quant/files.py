@@ -8,16 +8,10 @@ A quantized model is saved as
 - ``NAME.json`` + ``NAME.npz``: the lowered integer graph (`tinykws.ir.graph`), whose metadata
   repeats labels, front end and normalisation so it is usable alone.
 
-`register_loaders()` adds both to `tinykws.predictor.LOADERS`: a quantized checkpoint loads with
-backend "torch" (the float weights it was quantized from), "fakequant" or "int" (the integer
-graph beside it, or one lowered on the spot); a graph file loads with backend "int". Loading
-never executes code from the files.
-
-Example:
-    >>> register_loaders()
-    >>> from tinykws.predictor import LOADERS
-    >>> sorted(LOADERS)
-    ['.json', '.safetensors']
+`tinykws.predictor.load_predictor` reads both (through its `LOADERS` table): a quantized
+checkpoint loads with backend "torch" (the float weights it was quantized from), "fakequant" or
+"int" (the integer graph beside it, or one lowered on the spot); a graph file loads with backend
+"int". Loading never executes code from the files.
 """
 
 from __future__ import annotations
@@ -204,11 +198,3 @@ def load_graph_predictor(path: Path, backend: str = "int") -> GraphPredictor:
             f"`tinykws quantize` to use it as a model"
         )
     return GraphPredictor(graph, dict(graph.metadata))
-
-
-def register_loaders() -> None:
-    """Make `tinykws.predictor.load_predictor` read quantized checkpoints and graph files."""
-    from tinykws.predictor import LOADERS
-
-    LOADERS[".safetensors"] = load_checkpoint_predictor
-    LOADERS[".json"] = load_graph_predictor

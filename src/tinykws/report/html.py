@@ -82,7 +82,7 @@ def model_section(run_dir: Path) -> str:
 
     if not (run_dir / FINAL_MODEL_FILE).is_file():
         return ""
-    predictor = load_predictor(run_dir)
+    predictor = load_predictor(run_dir, backend="torch")  # the float network, layer by layer
     module = getattr(predictor, "module", None)
     if module is None:
         return ""
