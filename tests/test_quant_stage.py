@@ -136,3 +136,26 @@ def test_bad_table_is_one_line_and_writes_nothing(trained_run, tmp_path):
 
 def test_no_section_without_the_stage(tmp_path):
     assert report_section(tmp_path) == ""
+
+
+def test_a_changed_stage_restarts_from_the_model_before_it(trained_run, tmp_path):
+    """Re-running a recipe whose prune table changed prunes the trained model again, not the
+    quantized model that the first run left as the final one."""
+    import shutil
+
+    recipe, run_dir = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    prune = {"method": "l1", "amount": 0.25, "retrain_enabled": False}
+    first = replace(
+        recipe,
+        stages=("data", "train", "prune", "quantize"),
+        extra={"prune": prune, "quantize": {"calibration_per_class": 4}},
+    )
+    run_recipe(first, run)
+    assert json.loads((run / "final.json").read_text())["model"] == "quantize/model.safetensors"
+    second = replace(first, extra=first.extra | {"prune": prune | {"amount": 0.5}})
+    run_recipe(second, run)
+    pruned = json.loads((run / "prune" / "summary.json").read_text())
+    assert pruned["source"].endswith("train/best.safetensors")
+    assert json.loads((run / "final.json").read_text())["model"] == "quantize/model.safetensors"

@@ -119,6 +119,7 @@ def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
         redo = redo or stage in force
         if not redo and _is_done(run, stage, key):
             logger.info(f"[{stage}] done already, skipped")
+            _restore_final_model(run, stage)
         else:
             redo = True  # everything after a redone stage is redone too
             _run_stage(run, stage, table[stage], key)
@@ -138,6 +139,14 @@ def _is_done(run: Run, stage: str, key: str) -> bool:
         return False
 
 
+def _restore_final_model(run: Run, stage: str) -> None:
+    """Point final.json back at the model a skipped stage left, so a stage that is redone after
+    it starts from that model, not from what a later stage of an earlier run wrote."""
+    marker = json.loads((run.dir / "stages" / f"{stage}.json").read_text())
+    if run.is_main and marker.get("final_model"):
+        run.set_final_model(marker["final_model"])
+
+
 def _run_stage(run: Run, stage: str, function, key: str) -> None:
     logger.info(f"[{stage}] running")
     start = time.perf_counter()
@@ -145,5 +154,8 @@ def _run_stage(run: Run, stage: str, function, key: str) -> None:
     seconds = time.perf_counter() - start
     if run.is_main:
         marker = {"key": key, "seconds": round(seconds, 2), "outputs": to_dict(outputs)}
+        final = run.dir / FINAL_MODEL_FILE
+        if final.is_file():  # the model every later stage starts from
+            marker["final_model"] = json.loads(final.read_text())["model"]
         write_json(run.dir / "stages" / f"{stage}.json", marker)
     logger.info(f"[{stage}] finished in {seconds:.1f} s")
