@@ -8,7 +8,7 @@ import pytest
 import torch
 from quant_support import SMALL_DSCNN, model_meta, tone_data, train_small
 
-from tinykws.checkpoint import save_checkpoint
+from tinykws.checkpoint import load_checkpoint, save_checkpoint
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
 from tinykws.ir.graph import IntGraph
@@ -241,3 +241,20 @@ def test_sweep_from_the_command_line(float_model, tone_corpus, tmp_path, capsys)
     lines = (out / "sweep.csv").read_text().splitlines()
     assert lines[0].startswith("method,scheme,weight_bits") and len(lines) == 3
     assert (out / "sweep.png").is_file() and "accuracy vs bit width" in capsys.readouterr().out
+
+
+def test_float_only_steps_refuse_a_quantized_model_in_one_line(float_model, tmp_path, capsys):
+    """Pruning (or re-quantizing) needs the float checkpoint; a quantized one is named as such."""
+    checkpoint, model, data = float_model
+    quantized = quantize(model, QuantConfig(), QuantData(data.val_features, data.normalization))
+    _, meta = load_checkpoint(checkpoint)
+    save_quantized(tmp_path / "q.safetensors", quantized, meta, lower_if_possible(quantized))
+    out = tmp_path / "pruned.safetensors"
+    args = ["prune", str(tmp_path / "q.safetensors"), "--method", "l1", "--out", str(out)]
+    assert main(args) == 2
+    assert "a ptq quantized model" in one_error_line(capsys) and not out.exists()
+    tensors, meta = load_checkpoint(checkpoint)
+    tensors.pop("classifier.weight")
+    save_checkpoint(tmp_path / "broken.safetensors", tensors, meta)
+    with pytest.raises(TinyKWSError, match=r"1 missing and 0 unexpected tensors"):
+        load_predictor(tmp_path / "broken.safetensors")

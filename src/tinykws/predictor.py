@@ -96,11 +96,25 @@ def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
     for key in ("model", "labels", "frontend", "normalization"):
         if key not in meta:
             raise TinyKWSError(f"{path}: checkpoint has no '{key}' entry; not a tinykws model")
+    if "quant" in meta:
+        raise TinyKWSError(
+            f"{path}: a {meta['quant']['config'].get('method', '')} quantized model; "
+            "this step needs the float checkpoint it was quantized from"
+        )
     module = build_model(config_from_dict(meta["model"]))
+    expected = set(module.state_dict())
+    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise TinyKWSError(
+            f"{path}: weights do not fit the model config ({len(missing)} missing and "
+            f"{len(unexpected)} unexpected tensors, e.g. '{example}')"
+        )
     try:
         module.load_state_dict(tensors)
     except RuntimeError as exc:
-        raise TinyKWSError(f"{path}: weights do not fit the model config ({exc})") from None
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise TinyKWSError(f"{path}: weights do not fit the model config: {first}") from None
     module.eval()
     return TorchPredictor(module=module, meta=meta)
 
