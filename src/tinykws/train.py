@@ -41,6 +41,10 @@ class TrainConfig:
         unknown_weight: multiplies the loss weight of `_unknown_` (hard-negative weighting):
             above 1 the model rejects rarely heard words more readily, at a small cost in
             command recall.
+        distill_weight: with a teacher given to `fit`, the loss is (1 - w) x cross-entropy +
+            w x T^2 x KL(teacher || student) at temperature T (Hinton et al. 2015); 0 = off.
+            Retraining a pruned network with the unpruned one as teacher recovers accuracy.
+        distill_temperature: T, softening both distributions.
         monitor: "val_accuracy" or "val_loss" picks the best checkpoint.
         patience: stop after this many epochs without improvement (0 = never stop early).
         seed: seeds shuffling, augmentation and initialisation.
@@ -60,6 +64,8 @@ class TrainConfig:
     label_smoothing: float = 0.05
     class_weighted: bool = True
     unknown_weight: float = 1.0
+    distill_weight: float = 0.0
+    distill_temperature: float = 4.0
     monitor: str = "val_accuracy"
     patience: int = 0
     seed: int = 0
@@ -72,8 +78,11 @@ class TrainConfig:
         check_choice("train.monitor", self.monitor, ("val_accuracy", "val_loss"))
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
         check_range("train.label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        if self.unknown_weight <= 0:
-            raise TinyKWSError("train.unknown_weight must be positive")
+        if self.unknown_weight <= 0 or self.distill_temperature <= 0:
+            raise TinyKWSError(
+                "train.unknown_weight and train.distill_temperature must be positive"
+            )
+        check_range("train.distill_weight", self.distill_weight, 0.0, 1.0)
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise TinyKWSError("train.epochs, train.batch_size and train.lr must be positive")
 
@@ -188,12 +197,21 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def fit(model, data: TrainingData, cfg: TrainConfig, out_dir: Path, meta: dict | None = None):
+def fit(
+    model,
+    data: TrainingData,
+    cfg: TrainConfig,
+    out_dir: Path,
+    meta: dict | None = None,
+    teacher=None,
+):
     """Train `model` in place; write best/last checkpoints and history into `out_dir`.
 
     `meta` (labels, model and front-end config, normalisation) is stored in the checkpoints so
     best.safetensors is a usable model file. Resumes from `out_dir/last.safetensors` when
-    present. Returns the history dict (per-epoch train/val loss and accuracy, best epoch).
+    present. `teacher` (a trained model with the same inputs and classes) is distilled into
+    `model` when `cfg.distill_weight` > 0. Returns the history dict (per-epoch train/val loss
+    and accuracy, best epoch).
     """
     from tinykws.train_state import TrainState
 
@@ -203,6 +221,10 @@ def fit(model, data: TrainingData, cfg: TrainConfig, out_dir: Path, meta: dict |
     torch.manual_seed(cfg.seed)
     model.to(device)
     state = TrainState.create(model, data, cfg, out_dir, device, meta)
+    if cfg.distill_weight > 0:
+        if teacher is None:
+            raise TinyKWSError("train.distill_weight is set but there is no teacher model")
+        state.teacher = teacher.to(device).eval()
     state.maybe_resume()
     net = dist.wrap(model)
     start = time.perf_counter()
@@ -254,12 +276,23 @@ def _step(net, inputs, labels, state) -> tuple[float, torch.Tensor]:
     loss = F.cross_entropy(
         logits, labels, weight=state.loss_weights, label_smoothing=state.cfg.label_smoothing
     )
+    if state.teacher is not None:
+        loss = _distilled(loss, logits, inputs, state)
     if not torch.isfinite(loss):
         raise TinyKWSError("training diverged (loss is NaN or infinite); lower train.lr")
     loss.backward()
     state.optimizer.step()
     state.scheduler.step()
     return loss.item(), logits.detach()
+
+
+def _distilled(loss, logits, inputs, state) -> torch.Tensor:
+    """(1 - w) x `loss` + w x T^2 x KL(teacher || student), both softened by T."""
+    w, t = state.cfg.distill_weight, state.cfg.distill_temperature
+    with torch.no_grad():
+        target = F.log_softmax(state.teacher(inputs) / t, dim=1)
+    kl = F.kl_div(F.log_softmax(logits / t, dim=1), target, log_target=True, reduction="batchmean")
+    return (1.0 - w) * loss + w * t * t * kl
 
 
 def training_inputs(index: np.ndarray, state, gen: torch.Generator) -> torch.Tensor:

@@ -40,6 +40,7 @@ class TrainState:
     best: float = -math.inf
     epochs_without_improvement: int = 0
     history: dict = field(default_factory=dict)
+    teacher: torch.nn.Module | None = None
 
     @classmethod
     def create(cls, model, data, cfg, out_dir, device, meta=None) -> TrainState:

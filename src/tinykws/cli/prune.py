@@ -79,6 +79,14 @@ def register(subparsers) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
     p.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     p.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="fine-tune with the unpruned model as teacher: WEIGHT of the distillation loss "
+        "in [0, 1] (e.g. 0.7; default 0 = labels only)",
+    )
+    p.add_argument(
         "--unknown-weight",
         type=float,
         default=1.0,
@@ -149,6 +157,7 @@ def prune_config(args, sweeping: bool):
         weight_decay=0.0,
         label_smoothing=0.0,
         unknown_weight=args.unknown_weight,
+        distill_weight=args.distill,
         augment=AugmentConfig(enabled=False),
     )
     taylor = TaylorConfig(

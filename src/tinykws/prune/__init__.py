@@ -70,6 +70,7 @@ def prune(model, config: PruneConfig, data=None, work_dir: str | Path | None = N
         data: a `tinykws.train.TrainingData`; needed by taylor and gradual, and for retraining
             (`config.retrain`, when `config.retrain_enabled`) and accuracy figures.
         work_dir: where retraining writes checkpoints (resumable); a temporary folder if None.
+            With `config.retrain.distill_weight` > 0 the unpruned `model` teaches the pruned one.
 
     Returns:
         (new model, report). The report has "method", "before" and "after" figures (params,
@@ -83,7 +84,8 @@ def prune(model, config: PruneConfig, data=None, work_dir: str | Path | None = N
             work = Path(work_dir) / "retrain" if work_dir is not None else None
             from tinykws.prune.retrain import retrain
 
-            report["retrain"] = retrain(pruned, data, config.retrain, work)
+            teacher = model if config.retrain.distill_weight > 0 else None
+            report["retrain"] = retrain(pruned, data, config.retrain, work, teacher=teacher)
     finalize(pruned)
     report["after"] = _figures(pruned, data)
     return pruned, report

@@ -22,7 +22,9 @@ from tinykws.checkpoint import load_checkpoint
 from tinykws.io import write_json
 
 
-def retrain(model: nn.Module, data, cfg, work_dir: Path | None = None, keep: str = "best") -> dict:
+def retrain(
+    model: nn.Module, data, cfg, work_dir: Path | None = None, keep: str = "best", teacher=None
+) -> dict:
     """Train `model` in place with `fit(model, data, cfg, work_dir)`; returns fit's history.
 
     Args:
@@ -32,12 +34,13 @@ def retrain(model: nn.Module, data, cfg, work_dir: Path | None = None, keep: str
         work_dir: where fit writes best/last checkpoints and history.json (resumable); a
             temporary folder when None.
         keep: "best" (fit's choice by validation) or "last" (the weights after the last epoch).
+        teacher: the unpruned model, distilled into `model` when `cfg.distill_weight` > 0.
     """
     from tinykws.train import fit
     from tinykws.train_state import LAST
 
     with _work_dir(work_dir) as out, _single_process():
-        history = fit(model, data, cfg, out)
+        history = fit(model, data, cfg, out, teacher=teacher)
         if keep == "last":
             tensors, _ = load_checkpoint(out / LAST)
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
