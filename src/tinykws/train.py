@@ -227,19 +227,21 @@ def fit(
         state.teacher = teacher.to(device).eval()
     state.maybe_resume()
     net = dist.wrap(model)
-    start = time.perf_counter()
     for epoch in range(state.epoch, cfg.epochs):
+        start = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws do not depend on resume
         train_loss, train_acc = _train_epoch(net, state, epoch, dist)
         val_loss, val_acc = evaluate_features(model, data.val_features, data.val_labels, state)
         improved = state.record(epoch, train_loss, train_acc, val_loss, val_acc)
+        # training time so far, kept in the checkpoint so that a resumed run adds to it
+        state.history["seconds"] = state.history.get("seconds", 0.0) + time.perf_counter() - start
         if dist.is_main:
             state.save(improved)
         _log_epoch(epoch, cfg.epochs, state, improved)
         if cfg.patience and state.epochs_without_improvement >= cfg.patience:
             logger.info(f"early stop: no improvement for {cfg.patience} epochs")
             break
-    state.history["seconds"] = state.history.get("seconds", 0.0) + time.perf_counter() - start
+    state.history.setdefault("seconds", 0.0)
     if dist.is_main:
         write_json(out_dir / "history.json", state.history)
     dist.close()
