@@ -39,6 +39,11 @@ def detached_log_handlers():
         logger.removeHandler(handler)
 
 
+def quantize_verb(checkpoint, data, out, *options) -> int:
+    """`tinykws quantize CHECKPOINT --data DATA --out OUT OPTIONS...`; its exit status."""
+    return main(["quantize", str(checkpoint), "--data", str(data), "--out", str(out), *options])
+
+
 def one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
@@ -88,21 +93,7 @@ def test_saved_model_loads_with_every_backend(float_model, tmp_path, method):
 def test_quantize_verb_then_evaluate_int_and_compare(float_model, tone_corpus, tmp_path, capsys):
     checkpoint, _, _ = float_model
     out = tmp_path / "int8"
-    assert (
-        main(
-            [
-                "quantize",
-                str(checkpoint),
-                "--data",
-                str(tone_corpus),
-                "--out",
-                str(out),
-                "--calibration-per-class",
-                "4",
-            ]
-        )
-        == 0
-    )
+    assert quantize_verb(checkpoint, tone_corpus, out, "--calibration-per-class", "4") == 0
     for name in (
         "model.safetensors",
         "model.json",
@@ -161,21 +152,7 @@ def test_quantize_verb_then_evaluate_int_and_compare(float_model, tone_corpus, t
 def test_bad_width_is_one_line_and_writes_nothing(float_model, tone_corpus, tmp_path, capsys):
     checkpoint, _, _ = float_model
     out = tmp_path / "never"
-    assert (
-        main(
-            [
-                "quantize",
-                str(checkpoint),
-                "--data",
-                str(tone_corpus),
-                "--out",
-                str(out),
-                "--bits",
-                "9",
-            ]
-        )
-        == 2
-    )
+    assert quantize_verb(checkpoint, tone_corpus, out, "--bits", "9") == 2
     assert "quantize.weight_bits must be in [2, 8]; got 9" in one_error_line(capsys)
     assert not out.exists()
 
@@ -189,21 +166,7 @@ def test_unlowerable_layer_is_one_line_naming_it_and_writes_nothing(
     checkpoint = tmp_path / "bc.safetensors"
     save_checkpoint(checkpoint, model.state_dict(), meta)
     out = tmp_path / "never"
-    assert (
-        main(
-            [
-                "quantize",
-                str(checkpoint),
-                "--data",
-                str(tone_corpus),
-                "--out",
-                str(out),
-                "--calibration-per-class",
-                "1",
-            ]
-        )
-        == 2
-    )
+    assert quantize_verb(checkpoint, tone_corpus, out, "--calibration-per-class", "1") == 2
     assert "stages.0.0.f2.ssn (SubSpectralNorm)" in one_error_line(capsys)
     assert not out.exists()
 

@@ -70,6 +70,16 @@ def register(subparsers) -> None:
         default="layer",
         help="rank within each layer (default) or over the whole network",
     )
+    _add_fine_tune_options(p)
+    _add_taylor_options(p)
+    p.add_argument(
+        "--cache-dir",
+        help="where decoded audio and features are cached "
+        "(default: ~/.cache/tinykws, or $TINYKWS_CACHE)",
+    )
+
+
+def _add_fine_tune_options(p) -> None:
     p.add_argument(
         "--fine-tune-epochs",
         type=int,
@@ -93,6 +103,9 @@ def register(subparsers) -> None:
         help="multiply the loss weight of _unknown_ while fine-tuning and scoring, as the "
         "model was trained (e.g. 2.5 for recipes/real10.toml)",
     )
+
+
+def _add_taylor_options(p) -> None:
     p.add_argument("--max-iterations", type=int, default=16, help="taylor: pruning rounds")
     p.add_argument("--max-to-prune", type=int, default=8, help="taylor: filters per round")
     p.add_argument(
@@ -105,11 +118,6 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--minibatches", type=int, default=50, help="taylor: fine-tuning mini-batches per round"
-    )
-    p.add_argument(
-        "--cache-dir",
-        help="where decoded audio and features are cached "
-        "(default: ~/.cache/tinykws, or $TINYKWS_CACHE)",
     )
 
 
