@@ -119,9 +119,10 @@ def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
     return TorchPredictor(module=module, meta=meta)
 
 
+# The backend each file type runs on by default (`default_backend`).
+FILE_BACKENDS = {".json": "int", ".tflite": "litert", ".onnx": "onnxruntime"}
 # Suffix -> loader(path, backend), or "module:function" imported on first use so that reading a
 # checkpoint does not import the exporters' runtimes.
-FILE_BACKENDS = {".json": "int", ".tflite": "litert", ".onnx": "onnxruntime"}
 LOADERS: dict[str, Any] = {
     ".safetensors": "tinykws.quant.files:load_checkpoint_predictor",  # float or quantized
     ".json": "tinykws.quant.files:load_graph_predictor",  # an integer graph

@@ -43,7 +43,7 @@ class TrainConfig:
             command recall.
         distill_weight: with a teacher given to `fit`, the loss is (1 - w) x cross-entropy +
             w x T^2 x KL(teacher || student) at temperature T (Hinton et al. 2015); 0 = off.
-            Retraining a pruned network with the unpruned one as teacher recovers accuracy.
+            The prune stage gives the unpruned network as teacher to the pruned one.
         distill_temperature: T, softening both distributions.
         monitor: "val_accuracy" or "val_loss" picks the best checkpoint.
         patience: stop after this many epochs without improvement (0 = never stop early).
