@@ -28,3 +28,29 @@ def tone_training_data(root, frontend: str = "mfcc"):
         noise=np.concatenate(load_noises(dataset)),
         class_weights=dataset.class_weights("train"),
     )
+
+
+def tone_run(root, base, frontend: str, model: dict, train: dict):
+    """A run directory with the data and train stages done on the tone corpus at `root`
+    (one torch thread while training); returns (recipe, run directory)."""
+    import torch
+
+    from tinykws.pipeline import run_recipe
+    from tinykws.recipe import parse
+
+    data = {"root": str(root), "cache_dir": str(base / "cache"), "preset": "12"}
+    raw = {
+        "name": "tones",
+        "stages": ["data", "train"],
+        "data": data | {"unknown_fraction": 1.0},
+        "frontend": {"preset": frontend},
+        "model": model,
+        "train": train,
+    }
+    recipe, threads = parse(raw), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_recipe(recipe, base / "run")
+    finally:
+        torch.set_num_threads(threads)
+    return recipe, base / "run"

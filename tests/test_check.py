@@ -130,36 +130,25 @@ def test_check_exit_codes(measured_run, capsys):
 def exported_run(tone_corpus, tmp_path_factory):
     """data -> train -> quantize -> export (tflite, onnx, c) -> check on the tone corpus."""
     import torch
+    from support import tone_run
 
     from tinykws.export.stage import stage_check, stage_export
-    from tinykws.pipeline import run_recipe
+    from tinykws.pipeline import Run
     from tinykws.quant.stage import stage_quantize
-    from tinykws.recipe import parse
 
-    base = tmp_path_factory.mktemp("exported")
-    raw = {
-        "name": "tones",
-        "stages": ["data", "train"],
-        "data": {
-            "root": str(tone_corpus),
-            "cache_dir": str(base / "cache"),
-            "preset": "12",
-            "unknown_fraction": 1.0,
-        },
-        "frontend": {"preset": "micro"},
-        "model": {"preset": "tinyconv"},
-        "train": {"epochs": 3, "batch_size": 32, "device": "cpu", "augment": {"enabled": False}},
+    train = {"epochs": 3, "batch_size": 32, "device": "cpu", "augment": {"enabled": False}}
+    recipe, run_dir = tone_run(
+        tone_corpus, tmp_path_factory.mktemp("exported"), "micro", {"preset": "tinyconv"}, train
+    )
+    extra = {
+        "quantize": {"calibration_per_class": 3},
+        "export": {"formats": ["tflite", "onnx", "c"], "runs": 5},
+        "check": {"min_accuracy": 0.0, "max_ram": "64KB", "max_latency": "10s"},
     }
+    run = Run(recipe=dataclasses.replace(recipe, extra=extra), dir=run_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run = run_recipe(parse(raw), base / "run")
-        extra = {
-            "quantize": {"calibration_per_class": 3},
-            "export": {"formats": ["tflite", "onnx", "c"], "runs": 5},
-            "check": {"min_accuracy": 0.0, "max_ram": "64KB", "max_latency": "10s"},
-        }
-        run.recipe = dataclasses.replace(run.recipe, extra=extra)
         stage_quantize(run)
         outputs = stage_export(run)
         stage_check(run)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from c_support import assert_c_equals_interpreter, needs_gcc
+from quant_support import randomize_batchnorm
 
 from tinykws.errors import TinyKWSError
 from tinykws.features import Normalization
@@ -33,17 +34,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def randomize_batchnorm(model, seed: int = 0) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.5)
-            module.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            module.bias.data.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
 
 
 def family_model(family: str):

@@ -8,19 +8,14 @@ import shutil
 import pytest
 import torch
 from prune_helpers import one_thread  # noqa: F401
+from support import tone_run
 
 from tinykws.cli import main
-from tinykws.pipeline import Run, run_recipe
+from tinykws.pipeline import Run
 from tinykws.predictor import load_predictor
-from tinykws.recipe import parse
 
-RECIPE = {
-    "name": "tiny",
-    "stages": ["data", "train"],
-    "frontend": {"preset": "mfcc"},
-    "model": {"family": "dscnn", "first_filters": 12, "block_filters": [12, 12]},
-    "train": {"epochs": 3, "batch_size": 32, "augment": {"enabled": False}, "device": "cpu"},
-}
+MODEL = {"family": "dscnn", "first_filters": 12, "block_filters": [12, 12]}
+TRAIN = {"epochs": 3, "batch_size": 32, "augment": {"enabled": False}, "device": "cpu"}
 
 PRUNE = {
     "method": "taylor",
@@ -31,19 +26,10 @@ PRUNE = {
 
 @pytest.fixture(scope="module")
 def trained_run(tone_corpus, tmp_path_factory):
-    base = tmp_path_factory.mktemp("prune-run")
-    data = {
-        "root": str(tone_corpus),
-        "cache_dir": str(base / "cache"),
-        "preset": "12",
-        "unknown_fraction": 1.0,
-    }
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return run_recipe(parse({**RECIPE, "data": data}), base / "run")
-    finally:
-        torch.set_num_threads(threads)
+    recipe, run_dir = tone_run(
+        tone_corpus, tmp_path_factory.mktemp("prune-run"), "mfcc", MODEL, TRAIN
+    )
+    return Run(recipe=recipe, dir=run_dir)
 
 
 def one_error_line(capsys) -> str:

@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
+from support import tone_run
 
 from tinykws.checkpoint import load_checkpoint, save_checkpoint
 from tinykws.cli import main
@@ -12,30 +13,14 @@ from tinykws.errors import TinyKWSError
 from tinykws.models import build_model, config_to_dict, model_config
 from tinykws.pipeline import Run, run_recipe
 from tinykws.quant.stage import report_section, stage_quantize
-from tinykws.recipe import parse
 
 MODEL = {"preset": "dscnn_s", "first_filters": 8, "block_filters": [12, 12]}
 
 
 @pytest.fixture(scope="module")
 def trained_run(tone_corpus, tmp_path_factory):
-    base = tmp_path_factory.mktemp("stage")
-    raw = {
-        "name": "tiny",
-        "stages": ["data", "train"],
-        "data": {
-            "root": str(tone_corpus),
-            "cache_dir": str(base / "cache"),
-            "preset": "12",
-            "unknown_fraction": 1.0,
-        },
-        "frontend": {"preset": "mfcc"},
-        "model": MODEL,
-        "train": {"epochs": 6, "batch_size": 16, "augment": {"enabled": False}},
-    }
-    recipe = parse(raw)
-    run_recipe(recipe, base / "run")
-    return recipe, base / "run"
+    train = {"epochs": 6, "batch_size": 16, "augment": {"enabled": False}}
+    return tone_run(tone_corpus, tmp_path_factory.mktemp("stage"), "mfcc", MODEL, train)
 
 
 @pytest.fixture(autouse=True)

@@ -23,7 +23,12 @@ import numpy as np
 from tinykws.errors import TinyKWSError
 from tinykws.ir.builder import IntGraphBuilder, Weights
 from tinykws.ir.graph import IntGraph
-from tinykws.ir.lower import _dropout, _pad, _pair  # shape-only steps are the same in float
+from tinykws.ir.lower import (  # shape-only steps and conv options are the same in float
+    _dropout,
+    _pad,
+    _pair,
+    conv_options,
+)
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
@@ -95,20 +100,14 @@ def _weights(ctx: _Context, step, layout) -> Weights:
     return Weights(np.ascontiguousarray(data), (), bias.detach().cpu().numpy().astype(np.float32))
 
 
-def _conv_options(ctx: _Context, step) -> dict:
-    layer = ctx.layer(step)
-    return {
-        "stride": tuple(layer.stride),
-        "padding": tuple(step.pads),
-        "dilation": tuple(layer.dilation),
-        "activation": step.activation,
-    }
-
-
 def _conv(ctx: _Context, step) -> str:
     weights = _weights(ctx, step, lambda w: w.transpose(0, 2, 3, 1))  # OIHW -> OHWI
     return ctx.builder.conv2d(
-        ctx.names[step.inputs[0]], weights, None, name=step.name, **_conv_options(ctx, step)
+        ctx.names[step.inputs[0]],
+        weights,
+        None,
+        name=step.name,
+        **conv_options(ctx.layer(step), step),
     )
 
 
@@ -121,7 +120,7 @@ def _depthwise(ctx: _Context, step) -> str:
         None,
         name=step.name,
         depth_multiplier=layer.out_channels // layer.in_channels,
-        **_conv_options(ctx, step),
+        **conv_options(layer, step),
     )
 
 

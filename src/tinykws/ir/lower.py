@@ -109,7 +109,11 @@ def _weights(ctx: _Context, step, layout) -> Weights:
 
 
 def _conv_options(ctx: _Context, step) -> dict:
-    layer = ctx.module.net.get_submodule(step.module)
+    return conv_options(ctx.module.net.get_submodule(step.module), step)
+
+
+def conv_options(layer, step) -> dict:
+    """Builder keyword arguments of a convolution step: stride, padding, dilation, activation."""
     return {
         "stride": tuple(layer.stride),
         "padding": tuple(step.pads),
