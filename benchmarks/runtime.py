@@ -5,7 +5,9 @@ latency does not depend on the weights' values), writes the files exactly as `ti
 does, and times one clip at a time in each runtime: the median of `--runs` calls per round,
 over `--rounds` rounds that interleave the runtimes (so machine load hits them alike). Printed:
 the median and best per runtime, and the ratios of the medians to LiteRT int8, which hold on a
-shared machine where absolute times move with load. Also printed: the .tflite size and payload.
+shared machine where absolute times move with load. Also printed: the .tflite size and payload,
+also with the weight schemes per_tensor and per_channel_depthwise (one scale per tensor outside
+the depthwise convs).
 
 Peers on this machine for DS-CNN-S (target ratios): LiteRT int8 ~ 43 us, ONNX Runtime float
 ~ 66 us, PyTorch eager ~ 690 us. "default" is LiteRT's default op resolver (builtin optimised
@@ -34,7 +36,7 @@ from tinykws.ir.lower import lower
 from tinykws.ir.transform import with_io_dtype
 from tinykws.latency import median_ms
 from tinykws.models import build_model, model_config
-from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant import WEIGHT_SCHEMES, QuantConfig, QuantData, quantize
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,8 +48,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def build(preset: str):
-    """(float model, int8 graph with int8 io) of `preset` at 12 classes."""
+def build(preset: str, weight_scheme: str = "per_channel"):
+    """(float model, int8 graph with int8 io, input shape) of `preset` at 12 classes."""
     from tinykws.features import FrontEnd, frontend_config
     from tinykws.models import MODEL_PRESETS
 
@@ -56,7 +58,8 @@ def build(preset: str):
     model = build_model(model_config(preset, 12, shape)).eval()
     features = np.random.default_rng(0).normal(size=(64, *shape)).astype(np.float32)
     norm = Normalization(mean=(0.0,) * shape[1], std=(1.0,) * shape[1])
-    quantized = quantize(model, QuantConfig(), QuantData(features, norm))
+    config = QuantConfig(weight_scheme=weight_scheme)
+    quantized = quantize(model, config, QuantData(features, norm))
     return model, with_io_dtype(lower(quantized), "int8"), shape
 
 
@@ -102,6 +105,9 @@ def main() -> None:
         f"weights + biases {payload:,} bytes ({file_bytes / payload:.2f} x); "
         f"with bias scales {xnnpack_bytes:,} bytes ({xnnpack_bytes / payload:.2f} x)"
     )
+    for scheme in WEIGHT_SCHEMES[1:]:
+        other = len(tflite_bytes(build(args.model, scheme)[1], metadata={}))
+        print(f"  weight scheme {scheme}: {other:,} bytes ({other / payload:.2f} x)")
     results: dict[str, list[float]] = {name: [] for name in timed}
     for _ in range(args.rounds):
         for name, (function, x) in timed.items():

@@ -65,6 +65,9 @@ def every_op_graph(rng, bits: int = 8, density: float = 1.0, name: str = "every_
         padding="VALID",
         name="dilated",
     )
+    top = b.slice(y, (0, 0, 0, 0), (1, 2, 3, 8), name="slice")
+    y = b.concatenation([y, top], axis=1, name="concat")
+    y = b.mul(y, b.logistic(y, name="sigmoid"), QuantParams(0.06, 0), name="mul")
     m = b.mean(y, QuantParams(0.05, 1), keep_dims=False, name="mean")
     m = b.quantize(m, QuantParams(0.03, 4), name="requantize")
     f = b.fully_connected(m, w((10, 8), 0), QuantParams(0.2, 0), name="fc")

@@ -70,3 +70,13 @@ def dev_data() -> Path:
     if not DEV_DATA.is_dir():
         pytest.skip("../shared/data/speech_commands_dev is not present")
     return DEV_DATA
+
+
+@pytest.fixture
+def no_subspectral_op(monkeypatch):
+    """Every layer of the model families has an integer form; this takes SubSpectralNorm's
+    away, so that BC-ResNet stands for a model with a layer tinykws cannot lower."""
+    from tinykws.quant import trace
+
+    handlers = [h for h in trace.MODULE_HANDLERS if h[1] is not trace._subspectral]
+    monkeypatch.setattr(trace, "MODULE_HANDLERS", handlers)

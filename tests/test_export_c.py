@@ -103,6 +103,68 @@ def test_broadcast_add_per_tensor_weights_and_reshape_copy(tmp_path):
     assert model.output_size == int(np.prod(graph.tensor(graph.outputs[0]).shape))
 
 
+def _banded_graph(rng, bits: int):
+    """The ops BC-ResNet lowers to: PAD, SLICE per frequency band, VALID depthwise per band,
+    CONCATENATION of the bands, pooling over the bins, SiLU (LOGISTIC then MUL), MUL and ADD
+    broadcasting (1, T, 1, C) and (1, 1, 1, C) onto (1, T, F, C), CONCATENATION along the
+    channels and the frames, SLICE along every axis."""
+    b = IntGraphBuilder("banded")
+    x = b.input("x", (1, 7, 12, 3), QuantParams(0.05, 4))
+    padded = b.pad(x, [(0, 0), (0, 0), (1, 1), (0, 0)])
+    bands = [
+        b.depthwise_conv2d(
+            b.slice(padded, (0, 0, 4 * k, 0), (1, 7, 6, 3), name=f"band{k}/bins"),
+            random_weights(rng, (1, 1, 3, 3), 3, bits),
+            QuantParams(0.07, -3),
+            stride=(1, 1 + k % 2),
+            padding="VALID",
+            name=f"band{k}",
+        )
+        for k in range(3)
+    ]
+    c = b.concatenation(bands, axis=2, name="bands")  # (1, 7, 4 + 2 + 4, 3)
+    f = b.avg_pool2d(c, (1, 10), stride=(1, 10), name="freq_pool")
+    t = b.silu(f, QuantParams(0.03, -5), name="silu")
+    q = QuantParams(0.05, -1)  # the three parts of a CONCATENATION share its qparams
+    u = b.mul(b.mean(c, QuantParams(0.04, 1)), c, q, activation="RELU")
+    w = b.concatenation([u, b.mul(c, t, q), b.add(t, c, q)], axis=3)  # (1, 7, 10, 9)
+    corner = b.slice(w, (0, 2, 1, 3), (1, 3, 9, 5), name="corner")
+    return b.build([b.concatenation([corner, b.slice(w, (0, 0, 1, 0), (1, 2, 9, 5))], axis=1)])
+
+
+@needs_gcc
+@pytest.mark.parametrize("bits", [8, 4])
+def test_bcresnet_ops_equal_interpreter(tmp_path, bits):
+    graph = _banded_graph(np.random.default_rng(30 + bits), bits)
+    assert_c_equals_interpreter(graph, tmp_path, n=300, seed=bits)
+
+
+@needs_gcc
+@pytest.mark.parametrize("scale", [0.01, 0.06, 0.5])
+def test_logistic_table_over_scales(tmp_path, scale):
+    """Every int8 input (300 x 256 random values) through the table, at several input scales."""
+    b = IntGraphBuilder("logistic")
+    x = b.input("x", (1, 2, 128), QuantParams(scale, 9))
+    assert_c_equals_interpreter(b.build([b.logistic(x)]), tmp_path, n=300, seed=int(scale * 100))
+
+
+def test_plan_keeps_every_input_apart_from_the_output():
+    """A CONCATENATION's inputs all stay live until it runs, and no op's output shares bytes
+    with a tensor alive while it runs (kernels never work in place)."""
+    graph = _banded_graph(np.random.default_rng(0), 8)
+    plan = plan_arena(graph, scratch=scratch_bytes)
+    concat = next(i for i, op in enumerate(graph.ops) if op.name == "bands")
+    live = {b.name: b for b in plan.buffers}
+    assert all(live[name].last >= concat for name in graph.ops[concat].inputs)
+    for index in range(len(graph.ops)):
+        spans = sorted(
+            (plan.offsets[b.name], plan.offsets[b.name] + b.size_bytes)
+            for b in plan.buffers
+            if b.first <= index <= b.last
+        )
+        assert all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+
+
 @needs_gcc
 def test_arena_is_the_planners(tmp_path):
     graph = every_op_graph(np.random.default_rng(0))

@@ -129,7 +129,7 @@ def test_exported_file_carries_metadata_and_evaluates(tone, tone_corpus, tmp_pat
     np.testing.assert_array_equal(logits, expected)  # int8 io: quantize/dequantize as the graph
 
 
-def test_layer_without_tflite_op_is_refused(tone_corpus, tmp_path):
+def test_layer_without_tflite_op_is_refused(tone_corpus, tmp_path, no_subspectral_op):
     source = save_float(tone_corpus, "bcresnet", tmp_path / "b.safetensors")
     with pytest.raises(TinyKWSError) as info:
         export_model(source, "tflite", tmp_path / "b.tflite")
@@ -195,7 +195,9 @@ def _golden_graph():
 
 
 def test_golden_sha256_of_an_exported_file(tmp_path):
-    # Changing the exported bytes must be deliberate: update the digest with the change.
+    # Changing the exported bytes must be deliberate: update the digest with the change. Last
+    # changed for a smaller file (shared tables, no RESHAPE before FC, metadata compressed with
+    # zlib: a zlib-ng build of Python would compress it to other bytes).
     graph = _golden_graph()
     graph.save(tmp_path / "golden.json")
     result = export_model(tmp_path / "golden.json", "tflite", tmp_path / "golden.tflite")
@@ -203,7 +205,7 @@ def test_golden_sha256_of_an_exported_file(tmp_path):
     assert digest == GOLDEN_SHA256, digest
 
 
-GOLDEN_SHA256 = "d74b1f07cd38c5a6cb003d14ca375a271145aaeb1b7033d321093f54ea76bdb0"
+GOLDEN_SHA256 = "86562e3e88b00de2532501aefa4b5ac03892d96cc76ab6cb24d0ddd1bc000a67"
 
 
 def test_bias_scales_are_written_on_request(tone, tone_corpus):

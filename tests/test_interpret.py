@@ -181,6 +181,55 @@ def test_add_with_different_scales():
     assert out.tolist() == [[6]]
 
 
+def test_mul_rounds_ties_away_from_zero_broadcasts_and_saturates():
+    # a: scale 0.5 zp 1, b: scale 0.25 zp 0, out: scale 0.5 zp -2 -> multiplier 0.25.
+    # With b = 1 broadcast: (11-1) * 1 = 10 -> 2.5 -> 3 (tie away from zero) -> 1;
+    # (-9-1) -> -2.5 -> -3 -> -5; (5-1) -> 1 -> -1; (101-1) -> 25 -> 23.
+    b = IntGraphBuilder()
+    p, q = b.input("p", (1, 4), QuantParams(0.5, 1)), b.input("q", (1, 1), QuantParams(0.25, 0))
+    y = b.mul(p, q, QuantParams(0.5, -2))
+    graph = b.build([y])
+    out = interpret(
+        graph, {"p": np.array([[11, -9, 5, 101]], np.int8), "q": np.ones((1, 1), np.int8)}
+    )
+    assert out[y].tolist() == [[1, -5, -1, 23]]
+    # b = 6: (5-1)*6 = 24 -> 6 -> 4; 100*6 = 600 -> 150 saturates at 127; 0 -> -2;
+    # -128*6 -> -192 -> -128.
+    out = interpret(
+        graph, {"p": np.array([[5, 101, 1, -127]], np.int8), "q": np.full((1, 1), 6, np.int8)}
+    )
+    assert out[y].tolist() == [[4, 127, -2, -128]]
+
+
+def test_logistic_table_and_silu():
+    # scale 0.5, zp 0: x = 0 -> 0.5 * 256 = 128 -> 0; x = 1 (q 2) -> 0.731059 * 256 = 187.15 ->
+    # 187 - 128 = 59; q 127 -> 0.99999... * 256 rounds to 256 -> 128, clamped to 127;
+    # q -128 -> 1.0e-28 * 256 -> 0 -> -128.
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 4), QuantParams(0.5, 0))
+    y = b.logistic(x)
+    assert b.graph.tensor(y).scale == (1 / 256,) and b.graph.tensor(y).zero_point == (-128,)
+    assert _run(b, y, np.array([[0, 2, 127, -128]], np.int8)).tolist() == [[0, 59, 127, -128]]
+    # SiLU = x * sigmoid(x): 1.0 * 187/256 = 0.7305 at scale 0.1 -> 7.3 -> 7
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2), QuantParams(0.5, 0))
+    y = b.silu(x, QuantParams(0.1, 0), name="act")
+    assert [op.type for op in b.graph.ops] == ["LOGISTIC", "MUL"]
+    assert _run(b, y, np.array([[2, 0]], np.int8)).tolist() == [[7, 0]]
+
+
+def test_slice_and_concatenation_copy():
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 2, 5, 1), QuantParams(0.5, 3))
+    parts = [b.slice(x, (0, 0, start, 0), (1, 2, 2, 1)) for start in (0, 3)]
+    y = b.concatenation(parts, axis=2)
+    graph = b.build([y])
+    assert graph.tensor(y).shape == (1, 2, 4, 1) and graph.tensor(y).zero_point == (3,)
+    x = np.arange(20, dtype=np.int8).reshape(2, 2, 5, 1)  # a batch of two
+    out = interpret(graph, x)[y][..., 0]
+    assert out.tolist() == [[[0, 1, 3, 4], [5, 6, 8, 9]], [[10, 11, 13, 14], [15, 16, 18, 19]]]
+
+
 def test_softmax_uniform_and_saturated_rows():
     # Equal inputs: each exp is 1, sum 4 -> 1/4 = 64/256 -> 64 - 128 = -64.
     # One input far above the rest: its probability 1 -> 256 - 128 saturates at 127; the rest
@@ -298,6 +347,11 @@ def test_load_refuses_mismatched_or_missing_files(tmp_path):
         ),
         (lambda b, x: b.max_pool2d(x, 2, activation="TANH"), "activation must be"),
         (lambda b, x: b.reshape(x, (1, 7)), "cannot reshape"),
+        (lambda b, x: b.slice(x, (0, 0, 3, 0), (1, 4, 2, 4)), "does not fit shape"),
+        (
+            lambda b, x: b.concatenation([x, b.quantize(x, QuantParams(2.0, 0))], axis=2),
+            "must share scale and zero point",
+        ),
     ],
 )
 def test_builder_errors_name_the_problem(build, message):

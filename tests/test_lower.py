@@ -22,6 +22,7 @@ from tinykws.ir import interpret
 from tinykws.ir.graph import IntGraph
 from tinykws.ir.lower import lower
 from tinykws.models import build_model, model_config
+from tinykws.models.bcresnet import SubSpectralNorm
 from tinykws.quant import QuantConfig, QuantData, quantize
 from tinykws.quant.model import ACTIVATIONS, RUNNERS, QuantModel
 
@@ -84,7 +85,8 @@ def per_step_lsb(module, input_shape, n=32, seed=1) -> dict[str, tuple[float, fl
             continue
         with torch.no_grad():
             y = RUNNERS[step.kind](module, step, [inputs[i] for i in step.inputs])
-            y = module._quantize(step.name, ACTIVATIONS[step.activation](y), step)
+            args = [inputs[i] for i in step.inputs]
+            y = module._quantize(step.name, ACTIVATIONS[step.activation](y), step, args)
         inputs[step.name] = dequantized(step.name)
         scale, _ = module.qparams(step.name)
         lsb = (y - inputs[step.name]).abs() / scale
@@ -123,6 +125,17 @@ LAYERS = {
         nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
     ),
     "add_relu": lambda: nn.Sequential(nn.Conv2d(1, 4, 1), Residual(4)),
+    "silu": lambda: nn.Sequential(nn.Conv2d(1, 4, 3), nn.SiLU()),
+    "depthwise_subspectral": lambda: nn.Sequential(
+        nn.Conv2d(1, 4, 1),
+        nn.Conv2d(4, 4, (1, 3), padding=(0, 1), groups=4, bias=False),
+        SubSpectralNorm(4, 3),
+    ),
+    "depthwise_subspectral_strided": lambda: nn.Sequential(
+        nn.Conv2d(1, 4, 1),
+        nn.Conv2d(4, 4, (3, 3), stride=(1, 2), padding=1, groups=4),
+        SubSpectralNorm(4, 5),
+    ),
 }
 
 
@@ -155,6 +168,7 @@ FAMILIES = [
     ("commandnet", {"preset": "commandnet", "filters": [6, 8, 8, 8, 8]}, (98, 50)),
     ("cnn3", {"preset": "cnn3", "filters": [8, 12, 16], "dense_units": 24}, (128, 64)),
     ("cnn3_gap", {"preset": "cnn3_gap", "filters": [8, 12, 16], "dense_units": 24}, (64, 40)),
+    ("bcresnet", {"preset": "bcresnet1", "stage_blocks": [1, 2, 1, 2]}, (49, 40)),
 ]
 
 
@@ -183,16 +197,21 @@ def test_graph_round_trips_through_json_and_npz(tmp_path):
     assert np.array_equal(a, b) and np.allclose(a.sum(1), 1.0, atol=0.05)  # softmax output
 
 
-def test_bcresnet_is_refused_naming_the_subspectral_norm():
-    model = build_model(model_config("bcresnet1", 12, (98, 40)))
-    with pytest.raises(TinyKWSError, match=r"layer stages\.0\.0\.f2\.ssn \(SubSpectralNorm\)"):
-        QuantModel.prepare(model, QuantConfig())
+def test_bcresnet_lowers_to_slices_per_sub_band_and_logistic_mul():
+    torch.manual_seed(0)
+    model = randomize_batchnorm(build_model(model_config("bcresnet1", 12, (98, 40))))
+    graph = lower(quantized_module(model, (98, 40), n=8))
+    types = [op.type for op in graph.ops]
+    blocks = sum(model.config.stage_blocks)
+    assert types.count("CONCATENATION") == blocks and types.count("SLICE") == 5 * blocks
+    assert types.count("LOGISTIC") == types.count("MUL") == blocks
 
 
 @pytest.mark.parametrize(
     "layer, pattern",
     [
-        (nn.SiLU(), r"layer 1 \(SiLU\)"),
+        (SubSpectralNorm(4, 7), r"layer 1 \(SubSpectralNorm\).*depthwise conv right before"),
+        (nn.GELU(), r"layer 1 \(GELU\)"),
         (nn.Conv2d(4, 4, 3, groups=2), r"layer 1 \(Conv2d\).*grouped"),
         (nn.Upsample(scale_factor=2), r"layer 1 \(Upsample\)"),
     ],

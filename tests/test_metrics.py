@@ -124,7 +124,7 @@ def test_model_metrics_with_latency(tone_corpus, tmp_path):
     assert m4["cycles"] == 2 * result["total"]["macs"]
 
 
-def test_model_without_graph_ops_gets_float_figures(tone_corpus, tmp_path):
+def test_model_without_graph_ops_gets_float_figures(tone_corpus, tmp_path, no_subspectral_op):
     result = model_metrics(save_float(tone_corpus, "bcresnet", tmp_path / "b.safetensors"))
     assert result["ram"]["arena_bytes"] is None
     assert result["total"]["ram_bytes"] == result["ram"]["io_estimate_bytes"] > 0

@@ -158,7 +158,7 @@ def test_bad_width_is_one_line_and_writes_nothing(float_model, tone_corpus, tmp_
 
 
 def test_unlowerable_layer_is_one_line_naming_it_and_writes_nothing(
-    float_model, tone_corpus, tmp_path, capsys
+    float_model, tone_corpus, tmp_path, capsys, no_subspectral_op
 ):
     _, _, data = float_model
     model = build_model(model_config("bcresnet1", 12, (98, 40)))

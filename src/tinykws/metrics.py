@@ -7,10 +7,11 @@ int8 IntGraph of a quantized model, the float32 graph of a float checkpoint):
   parameter memory at the layer's bit width (weights packed as `tinykws.quant.sizes` packs them,
   biases 4 bytes), MACs and FLOPs;
 - FLOPs = 2 x MACs + one per bias add + one per activated output (ReLU/ReLU6) + one per element
-  a pool window, mean, add or requantization reads, and 3 per softmax element (exp, sum,
-  divide): the counting of the TinyConv study;
+  a pool window, mean, add, mul or requantization reads, and 3 per softmax or logistic element
+  (exp, sum, divide): the counting of the TinyConv study;
 - flash = weights + biases + quantization parameters (the op's fixed-point constants:
-  multiplier and shift per channel, clamping ranges) + code when a C build measured it;
+  multiplier and shift per channel, clamping ranges, LOGISTIC's 256-entry table) + code when a
+  C build measured it;
 - peak RAM = the activation arena planned over the graph by liveness (`tinykws.ir.plan`, with
   CMSIS-NN scratch buffers), shown beside the simple per-layer estimate (largest input +
   output of one layer);
@@ -19,8 +20,8 @@ int8 IntGraph of a quantized model, the float32 graph of a float checkpoint):
   kernels on M4/M33 with DSP instructions, 8 for plain reference C, 16 for an M0+ without a
   single-cycle multiply-accumulate; data movement and the front end are not included).
 
-A model whose layers have no graph op (BC-ResNet's SubSpectralNorm) gets float figures from
-the PyTorch summary and the per-layer RAM estimate only.
+A model whose layers have no graph op gets float figures from the PyTorch summary and the
+per-layer RAM estimate only.
 
 Example:
     >>> from tinykws.export.float_graph import lower_float
@@ -90,6 +91,8 @@ def op_flops(graph, op) -> int:
     per_element = {
         "MEAN": reads,
         "ADD": out + activation,
+        "MUL": out + activation,
+        "LOGISTIC": 3 * out,  # exp, add, divide (an int8 LOGISTIC is one table lookup)
         "SOFTMAX": 3 * out,
         "QUANTIZE": out,
         "DEQUANTIZE": out,

@@ -19,7 +19,12 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=["ptq", "dynamic", "qat"])
     p.add_argument("--bits", type=int, help="weight bit width, 2..8 (default 8)")
     p.add_argument("--activation-bits", type=int, help="2..8; the integer graph needs 8")
-    p.add_argument("--weight-scheme", choices=["per_channel", "per_tensor"])
+    p.add_argument(
+        "--weight-scheme",
+        choices=["per_channel", "per_tensor", "per_channel_depthwise"],
+        help="weight scales per output channel (default), per tensor, or per channel in "
+        "depthwise convs only (a smaller .tflite)",
+    )
     p.add_argument("--activation-scheme", choices=["asym", "sym"])
     p.add_argument(
         "--observer", help="activation observer: minmax, moving_average, percentile, mse, entropy"

@@ -3,12 +3,16 @@
 Uses the builder functions generated from TFLite's schema in the `tflite` package (for every
 table `T`: `tflite.TStart`, `tflite.TAdd<Field>`, `tflite.TEnd`) on a `flatbuffers.Builder`.
 Flatbuffers are written back to front, so children (strings, vectors, tables) are created
-before the table that points at them. Constant data sits in 16-byte aligned buffers, as
-TensorFlow's converter writes them (TFLite Micro reads weights in place).
+before the table that points at them. Constant data sits in 16-byte aligned buffers, as the
+schema asks (`data: [ubyte] (force_align: 16)`) and TensorFlow's converter writes them: TFLite
+Micro reads weights in place, and targets with 16-byte vector loads want them aligned.
+Fields equal to their schema default are not written (the builder's `force_defaults` is off).
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from typing import Any
 
 import numpy as np
@@ -19,10 +23,12 @@ _FILE_IDENTIFIER = b"TFL3"
 
 
 class _Writer:
-    """A flatbuffers.Builder that writes each distinct vector and string only once.
+    """A flatbuffers.Builder that writes each distinct vector, string and table only once.
 
-    Flatbuffers may point many tables at one vector; identical shapes, zero-point vectors (all
-    zeros, one per channel count) and index lists are therefore stored once.
+    Flatbuffers may point many tables at one child; identical shapes, zero-point vectors (all
+    zeros, one per channel count), index lists, quantization tables and op options are
+    therefore stored once. Every table starts 4-byte aligned, so tables with the same fields
+    also share one vtable (the builder merges equal vtables, padding included).
     """
 
     def __init__(self) -> None:
@@ -30,15 +36,20 @@ class _Writer:
 
         self.b = flatbuffers.Builder(1024)
         self._vectors: dict[tuple[str, bytes], int] = {}
+        self._tables: dict[tuple, int] = {}
 
     def table(self, name: str, fields: dict[str, Any]) -> int:
         """Write table `name` with fields (scalars, or offsets of children written before)."""
         import tflite
 
-        getattr(tflite, f"{name}Start")(self.b)
-        for key, value in fields.items():
-            getattr(tflite, f"{name}Add{key}")(self.b, value)
-        return getattr(tflite, f"{name}End")(self.b)
+        key = (name, *fields.items())
+        if key not in self._tables:
+            self.b.Prep(4, 0)  # pad before the table, not inside it (see the class docstring)
+            getattr(tflite, f"{name}Start")(self.b)
+            for field_name, value in fields.items():
+                getattr(tflite, f"{name}Add{field_name}")(self.b, value)
+            self._tables[key] = getattr(tflite, f"{name}End")(self.b)
+        return self._tables[key]
 
     def vector(self, values, dtype: str) -> int:
         array = np.asarray(values, dtype=dtype)
@@ -77,7 +88,7 @@ class _Writer:
         return self.table("QuantizationParameters", fields)
 
     def tensor(self, tensor, buffer_index: int) -> int:
-        from tinykws.export.tflite import _TENSOR_TYPE
+        from tinykws.export._tflite_plan import _TENSOR_TYPE
 
         fields = {
             "Shape": self.vector(tensor.shape, "<i4"),
@@ -98,31 +109,27 @@ class _Writer:
             key: (self.vector(v, "<i4") if isinstance(v, np.ndarray) else v)
             for key, v in op.fields.items()
         }
-        options = self.table(op.options, fields)
-        return self.table(
-            "Operator",
-            {
-                "OpcodeIndex": opcode_index,
-                "Inputs": self.vector(op.inputs, "<i4"),
-                "Outputs": self.vector(op.outputs, "<i4"),
-                "BuiltinOptionsType": getattr(tflite.BuiltinOptions, op.options),
-                "BuiltinOptions": options,
-            },
-        )
+        options = None if op.options is None else self.table(op.options, fields)
+        table = {
+            "OpcodeIndex": opcode_index,
+            "Inputs": self.vector(op.inputs, "<i4"),
+            "Outputs": self.vector(op.outputs, "<i4"),
+        }
+        if options is not None:  # LOGISTIC has no options table
+            table["BuiltinOptionsType"] = getattr(tflite.BuiltinOptions, op.options)
+            table["BuiltinOptions"] = options
+        return self.table("Operator", table)
 
     def operator_code(self, code: str, version: int) -> int:
         import tflite
 
         builtin = getattr(tflite.BuiltinOperator, code)
-        # Codes above 127 live only in builtin_code; the deprecated int8 field holds 127 then.
-        return self.table(
-            "OperatorCode",
-            {
-                "DeprecatedBuiltinCode": min(builtin, 127),
-                "BuiltinCode": builtin,
-                "Version": version,
-            },
-        )
+        # Runtimes read max(builtin_code, deprecated_builtin_code) (schema_utils.cc), so codes
+        # below 127 need only the int8 field; larger ones put 127 there and the code in the other.
+        fields = {"DeprecatedBuiltinCode": min(builtin, 127), "Version": version}
+        if builtin >= 127:
+            fields["BuiltinCode"] = builtin
+        return self.table("OperatorCode", fields)
 
 
 def serialize(tensors, ops, inputs, outputs, metadata: bytes | None, metadata_name: str) -> bytes:
@@ -173,3 +180,19 @@ def read_metadata(data: bytes, name: str) -> bytes | None:
         if entry.Name() is not None and entry.Name().decode() == name:
             return model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
     return None
+
+
+def encode_metadata(meta: dict) -> bytes:
+    """Compact JSON (sorted keys), zlib-compressed (level 9) when that is shorter.
+
+    >>> decode_metadata(encode_metadata({"labels": ["yes", "no"]}))
+    {'labels': ['yes', 'no']}
+    """
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    packed = zlib.compress(text, 9)
+    return packed if len(packed) < len(text) else text
+
+
+def decode_metadata(raw: bytes) -> dict:
+    """The dict `encode_metadata` wrote; plain JSON starts with "{", a zlib stream never does."""
+    return json.loads(raw if raw[:1] == b"{" else zlib.decompress(raw))

@@ -4,8 +4,8 @@ The model is traced exactly as for quantization (`tinykws.quant.trace`): BatchNo
 the conv or linear layer before them, ReLU / ReLU6 fuse into the op before them, a ZeroPad2d
 joins the conv after it. Each step then becomes one float32 op with the same NHWC layout and
 weight layouts as `tinykws.ir.lower` gives the int8 graph, so float and int8 files of one model
-have the same structure. A layer with no integer op (e.g. BC-ResNet's SubSpectralNorm) is
-refused with one line naming it.
+have the same structure (BC-ResNet's SubSpectralNorm and SiLU as `tinykws.ir.lower` describes).
+A layer with no op is refused with one line naming it.
 
 Example:
     >>> from tinykws.models import build_model, model_config
@@ -27,6 +27,7 @@ from tinykws.ir.lower import (  # shape-only steps and conv options are the same
     _dropout,
     _pad,
     _pair,
+    banded_depthwise,
     conv_options,
 )
 
@@ -114,6 +115,17 @@ def _conv(ctx: _Context, step) -> str:
 def _depthwise(ctx: _Context, step) -> str:
     layer = ctx.layer(step)
     weights = _weights(ctx, step, lambda w: w.transpose(1, 2, 3, 0))  # (C,1,KH,KW) -> (1,KH,KW,C)
+    if step.ssn:
+        bands = ctx.module.net.get_submodule(step.ssn).num_subbands
+        return banded_depthwise(
+            ctx.builder,
+            ctx.names[step.inputs[0]],
+            weights,
+            bands,
+            None,
+            name=step.name,
+            **conv_options(layer, step),
+        )
     return ctx.builder.depthwise_conv2d(
         ctx.names[step.inputs[0]],
         weights,
@@ -177,6 +189,10 @@ def _add(ctx: _Context, step) -> str:
     return ctx.builder.add(a, b, None, activation=step.activation, name=step.name)
 
 
+def _silu(ctx: _Context, step) -> str:
+    return ctx.builder.silu(ctx.names[step.inputs[0]], None, name=step.name)
+
+
 def _flatten(ctx: _Context, step) -> str:
     shape = ctx.shape(step.inputs[0])
     if len(shape) == 4:
@@ -194,6 +210,7 @@ _LOWERERS = {
     "avg_pool": _pool,
     "mean": _mean,
     "add": _add,
+    "silu": _silu,
     "flatten": _flatten,
     "dropout": _dropout,
     "pad": _pad,

@@ -76,7 +76,8 @@ class _Emitter:
         from onnx import numpy_helper
 
         name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # np.asarray, not np.ascontiguousarray, which turns 0-d scales into 1-d ones
+        self.initializers.append(numpy_helper.from_array(np.asarray(array, order="C"), name))
         return name
 
     def qparams(self, tensor: Tensor, dtype=None) -> tuple[str, str]:
@@ -178,7 +179,24 @@ def _pool(e: _Emitter, op: Op) -> str:
         kind, attributes["count_include_pad"] = "AveragePool", 0  # TFLite skips padded pixels
     else:
         kind = "MaxPool"
-    return _activation(e, e.node(kind, [e.value[op.inputs[0]]], op.outputs[0], **attributes), op)
+    y = e.node(kind, [e.value[op.inputs[0]]], op.outputs[0], **attributes)
+    out = e.graph.tensor(op.outputs[0])
+    if kind == "AveragePool" and out.dtype == "int8":
+        y = _round_ties_away(e, y, out, int(np.prod(o["filter"])))
+    return _activation(e, y, op)
+
+
+def _round_ties_away(e: _Emitter, y: str, out: Tensor, count: int) -> str:
+    """`y` nudged by 1/(4 count) of a step away from zero in the int8 domain, so that the
+    QuantizeLinear after it (ties to even) rounds a mean of `count` integers as TFLite's
+    AVERAGE_POOL_2D does (ties away from zero). A mean's fraction is a multiple of 1/count, so
+    the nudge moves only exact ties."""
+    scale = np.float32(out.scale[0])
+    raw = e.node("Div", [y, e.constant("scale", scale)], f"{out.name}_raw")
+    raw = e.node("Add", [raw, e.constant("zp", np.float32(out.zero_point[0]))], f"{out.name}_raw")
+    away = e.node("Sign", [raw], f"{out.name}_sign")
+    nudge = e.node("Mul", [away, e.constant("nudge", scale / np.float32(4 * count))], out.name)
+    return e.node("Add", [y, nudge], f"{out.name}_nudged")
 
 
 def _reshape_value(e: _Emitter, name: str, shape) -> str:
@@ -213,6 +231,30 @@ def _pad(e: _Emitter, op: Op) -> str:
     return e.node("Pad", [e.value[op.inputs[0]], widths], op.outputs[0])  # zeros: real 0
 
 
+def _nchw_axis(e: _Emitter, name: str, axis: int) -> int:
+    """The ONNX (NCHW) axis of NHWC axis `axis` of IR tensor `name`."""
+    return TO_NHWC[axis] if len(e.graph.tensor(name).shape) == 4 else axis
+
+
+def _slice(e: _Emitter, op: Op) -> str:
+    begin, size = op.options["begin"], op.options["size"]
+    axes = [_nchw_axis(e, op.inputs[0], a) for a in range(1, len(begin))]  # not the batch
+    starts = np.array(begin[1:], np.int64)
+    ends = starts + np.array(size[1:], np.int64)
+    inputs = [
+        e.value[op.inputs[0]],
+        e.constant("starts", starts),
+        e.constant("ends", ends),
+        e.constant("axes", np.array(axes, np.int64)),
+    ]
+    return e.node("Slice", inputs, op.outputs[0])
+
+
+def _concatenation(e: _Emitter, op: Op) -> str:
+    axis = _nchw_axis(e, op.inputs[0], op.options["axis"])
+    return e.node("Concat", [e.value[n] for n in op.inputs], op.outputs[0], axis=axis)
+
+
 def _quantize(e: _Emitter, op: Op) -> str:
     return e.value[op.inputs[0]]  # `settle` adds the QuantizeLinear of the output's qparams
 
@@ -227,6 +269,12 @@ _EMIT: dict[str, Callable[[_Emitter, Op], str]] = {
     "ADD": lambda e, op: _activation(
         e, e.node("Add", [e.value[n] for n in op.inputs], op.outputs[0]), op
     ),
+    "MUL": lambda e, op: _activation(
+        e, e.node("Mul", [e.value[n] for n in op.inputs], op.outputs[0]), op
+    ),
+    "LOGISTIC": lambda e, op: e.node("Sigmoid", [e.value[op.inputs[0]]], op.outputs[0]),
+    "SLICE": _slice,
+    "CONCATENATION": _concatenation,
     "RESHAPE": _reshape,
     "SOFTMAX": _softmax,
     "QUANTIZE": _quantize,

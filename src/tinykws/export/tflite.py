@@ -10,17 +10,34 @@ What is left out, compared with TensorFlow's converter, and why it is safe:
 - signature defs, "min_runtime_version", description and subgraph names: runtimes address the
   graph's inputs and outputs by index; TFLite Micro never reads them;
 - names of internal tensors (kept with `tensor_names="all"`): only viewers show them;
+- min/max calibration ranges of tensors: runtimes compute with scale and zero point only;
 - quantization parameters of biases of per-channel ops: by construction they are
   s_in * s_w[c] with zero point 0, and no builtin int8 kernel reads them (LiteRT and TFLite
   Micro compute the requantization from the input, weight and output scales). LiteRT's
   XNNPACK delegate, though, only takes over int8 convolutions whose biases carry them:
   `bias_scales=True` writes them, as TensorFlow's converter does (+8 bytes per channel;
   about 1.6x faster in LiteRT on x86 for DS-CNN-S, see benchmarks/runtime.py);
-- duplicate vectors: identical shapes and zero-point lists are stored once and shared, which
-  flatbuffers permits (the schema wants one int64 zero point per per-channel scale).
-The only metadata entry is "tinykws" (JSON: front-end config, labels), written when there is
-metadata to carry. For a DS-CNN-S-shaped graph (64 channels, 24.4 kB of weights and biases) the
-file is about 1.25 x the payload; the per-channel scales and zero points are half the overhead.
+- `builtin_code` of operator codes below 127: the deprecated int8 field holds the same code
+  and runtimes (LiteRT, TFLite Micro: schema_utils.cc) read the larger of the two fields;
+- duplicates: identical vectors (shapes, zero-point lists, index lists) and tables
+  (quantization parameters, op options) are stored once and shared, which flatbuffers permits
+  (tables are immutable; readers only follow offsets);
+- a RESHAPE that only flattens the input of FULLY_CONNECTED ops: FULLY_CONNECTED flattens its
+  input itself (rows = elements / input depth), and TensorFlow's converter drops it too.
+As in TensorFlow's files, fields equal to their schema default (buffer 0, opcode index 0, op
+version 1, SAME padding, no activation, dilation 1, quantized dimension 0) are not written:
+readers return the default. What stays although it costs flash: the 16-byte alignment of
+constant buffers, which the schema asks for (`force_align: 16`; 118 B of padding for
+DS-CNN-S), and one int64 zero point per per-channel scale, which LiteRT's InterpreterBuilder
+requires (616 B for DS-CNN-S).
+The only metadata entry is "tinykws" (front-end config, labels, ...: compact JSON, zlib-
+compressed when that is shorter; `read_tflite_metadata`), written when there is metadata.
+
+Size, DS-CNN-S int8 (12 classes, 49x10, 24,368 B of weights and biases, metadata left out):
+30,128 B, 1.24x. Of the 5,760 B overhead, the per-channel scales and their zero points are
+3,008 B; the tables and index vectors of its 33 tensors and 11 ops about 2,400 B; buffer
+length prefixes and alignment 190 B. 1.15x would leave 647 B for those tables, less than the
+tensor tables alone take (766 B): within 1.15x needs per-tensor weight scales.
 
 Explicit padding that TFLite's SAME/VALID cannot express becomes a PAD (convolutions, padded
 with the input zero point) or PADV2 (max pooling, padded with the lowest value) op in front;
@@ -40,296 +57,14 @@ Example:
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from tinykws.errors import TinyKWSError
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.export._tflite_plan import plan_tflite
+from tinykws.ir.graph import IntGraph
 
 METADATA_NAME = "tinykws"
 TENSOR_NAMES = ("io", "all")
-_ACTIVATION = {"NONE": 0, "RELU": 1, "RELU6": 3}  # tflite.ActivationFunctionType
-_PADDING = {"SAME": 0, "VALID": 1}  # tflite.Padding
-_TENSOR_TYPE = {"float32": 0, "int32": 2, "int8": 9}  # tflite.TensorType
-# Op versions for int8 kernels (TFLite's op_version.cc); float ops use version 1.
-_INT8_VERSION = {
-    "CONV_2D": 3,
-    "DEPTHWISE_CONV_2D": 3,
-    "FULLY_CONNECTED": 4,
-    "MAX_POOL_2D": 2,
-    "AVERAGE_POOL_2D": 2,
-    "MEAN": 2,
-    "ADD": 2,
-    "SOFTMAX": 2,
-    "DEQUANTIZE": 2,
-    "PAD": 2,
-    "PADV2": 2,
-}
-
-
-@dataclass
-class _TfTensor:
-    name: str
-    shape: tuple[int, ...]
-    dtype: str
-    scale: tuple[float, ...] = ()
-    zero_point: tuple[int, ...] = ()
-    axis: int | None = None
-    data: bytes | None = None
-
-
-@dataclass
-class _TfOp:
-    code: str
-    version: int
-    inputs: list[int]
-    outputs: list[int]
-    options: str  # the BuiltinOptions table name
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-class _Plan:
-    """TFLite tensors and ops, before serialization."""
-
-    def __init__(self, graph: IntGraph, widen_narrow_weights: bool, bias_scales: bool) -> None:
-        self.graph = graph
-        self.widen = widen_narrow_weights
-        self.bias_scales = bias_scales
-        self.tensors: list[_TfTensor] = []
-        self.index: dict[str, int] = {}
-        self.ops: list[_TfOp] = []
-
-    def tensor(self, name: str, quantization: bool = True) -> int:
-        """Index of IR tensor `name`, adding it on first use (optionally without its qparams)."""
-        if name not in self.index:
-            t = self.graph.tensors[name]
-            data = None if t.data is None else _le_bytes(t.data)
-            q = (t.scale, t.zero_point, t.axis) if quantization else ((), (), None)
-            self.index[name] = self._append(_TfTensor(t.name, t.shape, t.dtype, *q, data))
-        return self.index[name]
-
-    def bias(self, op: Op) -> int:
-        """The bias of a conv/FC op. Its scales (s_in * s_w[c], zero point 0) are left out where
-        the kernel never reads them (per-channel requantization) unless `bias_scales` asks for
-        them; per-tensor FULLY_CONNECTED checks the bias scale against s_in * s_w, so there it
-        stays."""
-        weights = self.graph.tensors[op.inputs[1]]
-        per_tensor_fc = op.type == "FULLY_CONNECTED" and len(weights.scale) == 1
-        return self.tensor(op.inputs[2], quantization=per_tensor_fc or self.bias_scales)
-
-    def constant(self, name: str, values) -> int:
-        """A new int32 constant (shapes, axes, paddings)."""
-        array = np.asarray(values, dtype="<i4")
-        return self._append(_TfTensor(name, array.shape, "int32", data=array.tobytes()))
-
-    def like(self, name: str, source: Tensor, shape) -> int:
-        """A new activation tensor with `source`'s dtype and quantization."""
-        return self._append(
-            _TfTensor(
-                name, tuple(shape), source.dtype, source.scale, source.zero_point, source.axis
-            )
-        )
-
-    def _append(self, tensor: _TfTensor) -> int:
-        self.tensors.append(tensor)
-        return len(self.tensors) - 1
-
-    def add(self, code: str, inputs, outputs, options: str, dtype: str, **fields) -> None:
-        version = _INT8_VERSION.get(code, 1) if dtype == "int8" else 1
-        self.ops.append(_TfOp(code, version, list(inputs), list(outputs), options, fields))
-
-
-def _le_bytes(array: np.ndarray) -> bytes:
-    """Little-endian, C-ordered bytes, as TFLite buffers store them."""
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
-
-
-def _where(op: Op) -> str:
-    return f"{op.type} '{op.name}'" if op.name else op.type
-
-
-def _padded_input(plan: _Plan, op: Op, lowest: bool) -> int:
-    """Insert PAD (zero point) or PADV2 (lowest value) for explicit pads; return the new input."""
-    x = plan.graph.tensors[op.inputs[0]]
-    top, bottom, left, right = op.options["pads"]
-    shape = (x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
-    padded = plan.like(f"{op.outputs[0]}/padded", x, shape)
-    pads = plan.constant(
-        f"{op.outputs[0]}/paddings", [[0, 0], [top, bottom], [left, right], [0, 0]]
-    )
-    if not lowest:
-        plan.add("PAD", [plan.tensor(x.name), pads], [padded], "PadOptions", x.dtype)
-        return padded
-    low = np.array(
-        -128 if x.dtype == "int8" else np.finfo(np.float32).min,
-        dtype="<i1" if x.dtype == "int8" else "<f4",
-    )
-    value = plan._append(
-        _TfTensor(
-            f"{op.outputs[0]}/pad_value", (), x.dtype, x.scale, x.zero_point, None, low.tobytes()
-        )
-    )
-    plan.add("PADV2", [plan.tensor(x.name), pads, value], [padded], "PadV2Options", x.dtype)
-    return padded
-
-
-def _window_input(plan: _Plan, op: Op, lowest: bool = False) -> tuple[int, int]:
-    """(input index, TFLite padding) for a windowed op, inserting a pad op when needed."""
-    if op.options["padding"] != "EXPLICIT":
-        return plan.tensor(op.inputs[0]), _PADDING[op.options["padding"]]
-    return _padded_input(plan, op, lowest), _PADDING["VALID"]
-
-
-def _check_bits(plan: _Plan, op: Op) -> None:
-    w = plan.graph.tensors[op.inputs[1]]
-    if w.bits < 8 and not plan.widen:
-        raise TinyKWSError(
-            f"{_where(op)}: {w.bits}-bit weights cannot be stored packed in "
-            "TFLite (int8 only); use --format c, or widen them to int8"
-        )
-
-
-def _lower_conv(plan: _Plan, op: Op) -> None:
-    _check_bits(plan, op)
-    o, out = op.options, plan.graph.tensors[op.outputs[0]]
-    x, padding = _window_input(plan, op)
-    fields = {
-        "Padding": padding,
-        "StrideH": o["stride"][0],
-        "StrideW": o["stride"][1],
-        "DilationHFactor": o["dilation"][0],
-        "DilationWFactor": o["dilation"][1],
-        "FusedActivationFunction": _ACTIVATION[o["activation"]],
-    }
-    table = "Conv2DOptions"
-    if op.type == "DEPTHWISE_CONV_2D":
-        table, fields["DepthMultiplier"] = "DepthwiseConv2DOptions", o["depth_multiplier"]
-    inputs = [x, plan.tensor(op.inputs[1]), plan.bias(op)]
-    plan.add(op.type, inputs, [plan.tensor(out.name)], table, out.dtype, **fields)
-
-
-def _lower_fc(plan: _Plan, op: Op) -> None:
-    _check_bits(plan, op)
-    out = plan.graph.tensors[op.outputs[0]]
-    inputs = [plan.tensor(op.inputs[0]), plan.tensor(op.inputs[1]), plan.bias(op)]
-    plan.add(
-        "FULLY_CONNECTED",
-        inputs,
-        [plan.tensor(out.name)],
-        "FullyConnectedOptions",
-        out.dtype,
-        FusedActivationFunction=_ACTIVATION[op.options["activation"]],
-        KeepNumDims=False,
-    )
-
-
-def _lower_pool(plan: _Plan, op: Op) -> None:
-    o, out = op.options, plan.graph.tensors[op.outputs[0]]
-    if op.type == "AVERAGE_POOL_2D" and o["padding"] == "EXPLICIT":
-        raise TinyKWSError(
-            f"{_where(op)}: padding {o['pads']} is neither SAME nor VALID, which "
-            "TFLite's average pooling cannot express; pad explicitly before it"
-        )
-    x, padding = _window_input(plan, op, lowest=True)
-    plan.add(
-        op.type,
-        [x],
-        [plan.tensor(out.name)],
-        "Pool2DOptions",
-        out.dtype,
-        Padding=padding,
-        StrideH=o["stride"][0],
-        StrideW=o["stride"][1],
-        FilterHeight=o["filter"][0],
-        FilterWidth=o["filter"][1],
-        FusedActivationFunction=_ACTIVATION[o["activation"]],
-    )
-
-
-def _lower_mean(plan: _Plan, op: Op) -> None:
-    out = plan.graph.tensors[op.outputs[0]]
-    axes = plan.constant(f"{out.name}/axes", op.options["axes"])
-    plan.add(
-        "MEAN",
-        [plan.tensor(op.inputs[0]), axes],
-        [plan.tensor(out.name)],
-        "ReducerOptions",
-        out.dtype,
-        KeepDims=True,
-    )
-
-
-def _lower_reshape(plan: _Plan, op: Op) -> None:
-    out = plan.graph.tensors[op.outputs[0]]
-    shape = plan.constant(f"{out.name}/shape", out.shape)
-    plan.add(
-        "RESHAPE",
-        [plan.tensor(op.inputs[0]), shape],
-        [plan.tensor(out.name)],
-        "ReshapeOptions",
-        out.dtype,
-        NewShape=np.asarray(out.shape, np.int32),
-    )
-
-
-def _lower_simple(table: str, **fixed):
-    def lower(plan: _Plan, op: Op) -> None:
-        out = plan.graph.tensors[op.outputs[0]]
-        fields = dict(fixed)
-        if "activation" in op.options:
-            fields["FusedActivationFunction"] = _ACTIVATION[op.options["activation"]]
-        dtype = plan.graph.tensors[op.inputs[0]].dtype
-        plan.add(
-            op.type,
-            [plan.tensor(n) for n in op.inputs],
-            [plan.tensor(out.name)],
-            table,
-            dtype if op.type != "QUANTIZE" else out.dtype,
-            **fields,
-        )
-
-    return lower
-
-
-def _lower_pad(plan: _Plan, op: Op) -> None:
-    out = plan.graph.tensors[op.outputs[0]]
-    pads = plan.constant(f"{out.name}/paddings", op.options["pads"])
-    plan.add(
-        "PAD", [plan.tensor(op.inputs[0]), pads], [plan.tensor(out.name)], "PadOptions", out.dtype
-    )
-
-
-_LOWER = {
-    "CONV_2D": _lower_conv,
-    "DEPTHWISE_CONV_2D": _lower_conv,
-    "FULLY_CONNECTED": _lower_fc,
-    "MAX_POOL_2D": _lower_pool,
-    "AVERAGE_POOL_2D": _lower_pool,
-    "MEAN": _lower_mean,
-    "ADD": _lower_simple("AddOptions"),
-    "RESHAPE": _lower_reshape,
-    "SOFTMAX": _lower_simple("SoftmaxOptions", Beta=1.0),
-    "QUANTIZE": _lower_simple("QuantizeOptions"),
-    "DEQUANTIZE": _lower_simple("DequantizeOptions"),
-    "PAD": _lower_pad,
-}
-
-
-def plan_tflite(
-    graph: IntGraph, widen_narrow_weights: bool = False, bias_scales: bool = False
-) -> _Plan:
-    """Map every IR op onto TFLite builtin ops (plus PAD where padding needs it)."""
-    graph.validate()
-    plan = _Plan(graph, widen_narrow_weights, bias_scales)
-    for name in graph.inputs:
-        plan.tensor(name)
-    for op in graph.ops:
-        _LOWER[op.type](plan, op)
-    return plan
 
 
 def tflite_bytes(
@@ -341,7 +76,7 @@ def tflite_bytes(
     bias_scales: bool = False,
 ) -> bytes:
     """The .tflite file contents for `graph` (see `export_tflite`)."""
-    from tinykws.export._tflite_writer import serialize
+    from tinykws.export._tflite_writer import encode_metadata, serialize
 
     if tensor_names not in TENSOR_NAMES:
         raise TinyKWSError(
@@ -349,7 +84,7 @@ def tflite_bytes(
         )
     plan = plan_tflite(graph, widen_narrow_weights, bias_scales)
     meta = graph.metadata if metadata is None else metadata
-    meta_bytes = json.dumps(meta, sort_keys=True).encode() if meta else None
+    meta_bytes = encode_metadata(meta) if meta else None
     inputs = [plan.index[n] for n in graph.inputs]
     outputs = [plan.index[n] for n in graph.outputs]
     if tensor_names == "io":  # internal names only help debugging; they cost flash
@@ -406,8 +141,8 @@ def export_tflite(
 
 def read_tflite_metadata(source) -> dict | None:
     """The "tinykws" metadata (JSON) of a .tflite file or its bytes, or None when absent."""
-    from tinykws.export._tflite_writer import read_metadata
+    from tinykws.export._tflite_writer import decode_metadata, read_metadata
 
     data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     raw = read_metadata(bytes(data), METADATA_NAME)
-    return None if raw is None else json.loads(raw.decode())
+    return None if raw is None else decode_metadata(raw)

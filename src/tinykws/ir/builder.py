@@ -30,6 +30,8 @@ from tinykws.ir import fixedpoint as fp
 from tinykws.ir.graph import IntGraph, Tensor
 from tinykws.ir.ops import (
     ACTIVATIONS,
+    LOGISTIC_OUTPUT_SCALE,
+    LOGISTIC_OUTPUT_ZERO_POINT,
     OP_KINDS,
     SOFTMAX_OUTPUT_SCALE,
     SOFTMAX_OUTPUT_ZERO_POINT,
@@ -285,8 +287,47 @@ class IntGraphBuilder:
         name: str | None = None,
     ) -> str:
         """ADD of two tensors (numpy broadcasting), requantized to `out`."""
+        return self._binary("ADD", a, b, out, activation, name)
+
+    def mul(
+        self,
+        a: str,
+        b: str,
+        out: QuantParams | None,
+        *,
+        activation: str = "NONE",
+        name: str | None = None,
+    ) -> str:
+        """MUL of two tensors (numpy broadcasting), requantized to `out`."""
+        return self._binary("MUL", a, b, out, activation, name)
+
+    def _binary(self, op_type, a, b, out, activation, name) -> str:
         self._check_activation(activation)
-        return self._add("ADD", [a, b], out, {"activation": activation}, name)
+        return self._add(op_type, [a, b], out, {"activation": activation}, name)
+
+    def logistic(self, x: str, *, name: str | None = None) -> str:
+        """LOGISTIC (sigmoid); int8 output has scale 1/256 and zero point -128."""
+        out = (
+            QuantParams(LOGISTIC_OUTPUT_SCALE, LOGISTIC_OUTPUT_ZERO_POINT)
+            if self.graph.tensor(x).is_quantized
+            else None
+        )
+        return self._add("LOGISTIC", [x], out, {}, name)
+
+    def silu(self, x: str, out: QuantParams | None, *, name: str | None = None) -> str:
+        """SiLU (swish) as TFLite has it: MUL(x, LOGISTIC(x)); returns the MUL's output."""
+        sigmoid = self.logistic(x, name=f"{name}/sigmoid" if name else None)
+        return self.mul(x, sigmoid, out, name=name)
+
+    def slice(self, x: str, begin, size, *, name: str | None = None) -> str:
+        """SLICE: `size` elements from `begin` along every dimension; qparams unchanged."""
+        options = {"begin": [int(v) for v in begin], "size": [int(v) for v in size]}
+        return self._add("SLICE", [x], self._same_q(x), options, name)
+
+    def concatenation(self, inputs, axis: int, *, name: str | None = None) -> str:
+        """CONCATENATION along `axis`; int8 inputs must share the output's qparams (a copy)."""
+        inputs = list(inputs)
+        return self._add("CONCATENATION", inputs, self._same_q(inputs[0]), {"axis": axis}, name)
 
     def reshape(self, x: str, shape, *, name: str | None = None) -> str:
         """RESHAPE to `shape` (dimension 0 stays the batch); qparams unchanged."""

@@ -203,8 +203,9 @@ class IntGraph:
         if op.type not in OP_KINDS:
             raise OpError(f"unknown op type; known: {', '.join(OP_KINDS)}")
         kind = OP_KINDS[op.type]
-        if len(op.inputs) != kind.n_inputs or len(op.outputs) != 1:
-            raise OpError(f"needs {kind.n_inputs} input(s) and 1 output")
+        n_inputs = len(op.inputs)
+        if (n_inputs != kind.n_inputs if kind.n_inputs else n_inputs < 1) or len(op.outputs) != 1:
+            raise OpError(f"needs {kind.n_inputs or 'one or more'} input(s) and 1 output")
         missing = [n for n in op.inputs + op.outputs if n not in self.tensors]
         if missing:
             raise OpError(f"unknown tensor '{missing[0]}'")

@@ -219,6 +219,31 @@ def _add(op, args, ins, out):
     return k.add_s8(a, b, zero_points, op.params)
 
 
+def _mul(op, args, ins, out):
+    a, b = args
+    if out.dtype == "float32":
+        return _activate_f32(a * b, op)
+    zero_points = (ins[0].zero_point[0], ins[1].zero_point[0], out.zero_point[0])
+    return k.mul_s8(a, b, zero_points, op.params)
+
+
+def _logistic(op, args, ins, out):
+    if out.dtype == "float32":
+        return (1.0 / (1.0 + np.exp(-args[0]))).astype(np.float32)
+    return k.logistic_s8(args[0], op.params["table"])
+
+
+def _slice(op, args, ins, out):
+    begin, size = op.options["begin"], op.options["size"]
+    # dimension 0 is the batch: every sample is sliced alike
+    index = (slice(None), *(slice(b, b + n) for b, n in zip(begin[1:], size[1:])))
+    return args[0][index]
+
+
+def _concatenation(op, args, ins, out):
+    return np.concatenate(args, axis=op.options["axis"])
+
+
 def _reshape(op, args, ins, out):
     return args[0].reshape((-1, *out.shape[1:]))  # dimension 0 is the batch
 
@@ -267,6 +292,10 @@ KERNELS: dict[str, Callable[[Op, list, list, Tensor], np.ndarray]] = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
     "PAD": _pad,
+    "MUL": _mul,
+    "LOGISTIC": _logistic,
+    "SLICE": _slice,
+    "CONCATENATION": _concatenation,
 }
 
 RUNTIMES: dict[str, dict[str, Callable[[Op, list, list, Tensor], np.ndarray]]] = {

@@ -261,6 +261,22 @@ def add_s8(a, b, zero_points, params):
     return np.clip(raw + zero_points[2], *params["activation_range"]).astype(np.int8)
 
 
+def mul_s8(a, b, zero_points, params):
+    """TFLite `reference_integer_ops::Mul` (broadcasting as numpy).
+
+    out = zp_out + MultiplyByQuantizedMultiplier((a - zp_a) * (b - zp_b), multiplier, shift),
+    clamped to the activation range.
+    """
+    product = (a.astype(np.int64) - zero_points[0]) * (b.astype(np.int64) - zero_points[1])
+    raw = fp.multiply_by_quantized_multiplier(product, params["multiplier"], params["shift"])
+    return np.clip(raw + zero_points[2], *params["activation_range"]).astype(np.int8)
+
+
+def logistic_s8(x, table):
+    """int8 LOGISTIC by table lookup: out = table[x + 128] (see `params.logistic_table`)."""
+    return np.asarray(table, np.int8)[x.astype(np.int64) + 128]
+
+
 def softmax_s8(x, input_multiplier, input_left_shift, diff_min):
     """TFLite `reference_ops::Softmax` for int8 in and out, over the last axis (gemmlowp exp).
 

@@ -12,6 +12,13 @@ Layout. PyTorch runs NCHW with H = frames and W = bins; the graph is NHWC like T
   reading it gets its weight columns permuted from (c, h, w) order to (h, w, c) order;
 - the output is DEQUANTIZE of the last layer's int8 logits (SOFTMAX before it on request).
 
+BC-ResNet's layers that are not one op each:
+- a depthwise conv with a SubSpectralNorm after it has one set of folded weights per sub-band
+  (`banded_depthwise`): PAD, then for each band a SLICE of the bins its outputs read and a VALID
+  DEPTHWISE_CONV_2D with that band's weights, all onto one output grid, joined by
+  CONCATENATION along the bins (a copy: the parts share the output's scale and zero point);
+- SiLU is LOGISTIC then MUL(x, sigmoid(x)), as TensorFlow's converter writes it.
+
 Example:
     >>> import numpy as np
     >>> from tinykws.features import Normalization
@@ -138,6 +145,12 @@ def _depthwise(ctx: _Context, step) -> str:
     weights = _weights(
         ctx, step, lambda w: w.transpose(1, 2, 3, 0)
     )  # (C, 1, KH, KW) -> (1, KH, KW, C)
+    if step.ssn:
+        bands = ctx.module.net.get_submodule(step.ssn).num_subbands
+        x, out = ctx.names[step.inputs[0]], ctx.qparams(step.name)
+        return banded_depthwise(
+            ctx.builder, x, weights, bands, out, name=step.name, **_conv_options(ctx, step)
+        )
     multiplier = layer.out_channels // layer.in_channels
     return ctx.builder.depthwise_conv2d(
         ctx.names[step.inputs[0]],
@@ -147,6 +160,67 @@ def _depthwise(ctx: _Context, step) -> str:
         name=step.name,
         **_conv_options(ctx, step),
     )
+
+
+def banded_depthwise(
+    builder: IntGraphBuilder,
+    x: str,
+    weights: Weights,
+    bands: int,
+    out: QuantParams | None,
+    *,
+    stride,
+    padding,
+    dilation,
+    activation: str,
+    name: str,
+) -> str:
+    """A depthwise conv whose weights change along the bins in `bands` equal sub-bands.
+
+    `weights.data` is (1, KH, KW, C * bands), channel c * bands + s holding band s of channel c
+    (as `tinykws.quant.fold.subspectral_weight_bias` orders them); `padding` is the explicit
+    (top, bottom, left, right) of the whole conv. Returns the CONCATENATION's output name.
+    """
+    if any(padding):
+        top, bottom, left, right = padding
+        x = builder.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)], name=f"{name}/pad")
+    _, height, width, channels = builder.graph.tensor(x).shape
+    kernel_w = weights.data.shape[2]
+    out_width = (width - (kernel_w - 1) * dilation[1] - 1) // stride[1] + 1
+    band_width = out_width // bands
+    span = (band_width - 1) * stride[1] + (kernel_w - 1) * dilation[1] + 1
+    scales = tuple(weights.scales)
+    parts = []
+    for band in range(bands):
+        part = builder.slice(
+            x,
+            (0, 0, band * band_width * stride[1], 0),
+            (1, height, span, channels),
+            name=f"{name}/band{band}/bins",
+        )
+        band_weights = Weights(
+            np.ascontiguousarray(weights.data[..., band::bands]),
+            scales[band::bands] if len(scales) > 1 else scales,
+            None if weights.bias is None else weights.bias[band::bands],
+            weights.bits,
+        )
+        parts.append(
+            builder.depthwise_conv2d(
+                part,
+                band_weights,
+                out,
+                stride=stride,
+                padding="VALID",
+                dilation=dilation,
+                activation=activation,
+                name=f"{name}/band{band}",
+            )
+        )
+    return builder.concatenation(parts, axis=2, name=name)
+
+
+def _silu(ctx: _Context, step) -> str:
+    return ctx.builder.silu(ctx.names[step.inputs[0]], ctx.qparams(step.name), name=step.name)
 
 
 def _linear(ctx: _Context, step) -> str:
@@ -246,6 +320,7 @@ LOWERERS = {
     "avg_pool": _avg_pool,
     "mean": _mean,
     "add": _add,
+    "silu": _silu,
     "flatten": _flatten,
     "dropout": _dropout,
     "pad": _pad,

@@ -21,12 +21,16 @@ from typing import Any
 import numpy as np
 
 from tinykws.ir.params import (
+    LOGISTIC_OUTPUT_SCALE,
+    LOGISTIC_OUTPUT_ZERO_POINT,
     OpError,
     activation_params,
     add_params,
     conv_params,
     fully_connected_params,
+    logistic_params,
     mean_params,
+    mul_params,
     quantize_params,
     require,
     softmax_params,
@@ -42,7 +46,8 @@ SOFTMAX_OUTPUT_ZERO_POINT = -128
 
 @dataclass(frozen=True)
 class OpKind:
-    """How to infer, check and prepare one op type (see the module docstring)."""
+    """How to infer, check and prepare one op type (see the module docstring); `n_inputs` 0
+    means one or more (CONCATENATION)."""
 
     n_inputs: int
     infer: Callable[[list, dict], tuple[int, ...]]
@@ -230,9 +235,51 @@ def _add_infer(inputs, options):
 def _add_check(inputs, output, options):
     _check_float_or_int8(inputs, output)
     _check_activation(options)
-    require(inputs[1].dtype == inputs[0].dtype, "both ADD inputs must have the same dtype")
+    require(inputs[1].dtype == inputs[0].dtype, "both inputs must have the same dtype")
     if output.dtype == "int8":
         _check_int8_act(inputs[1], "input")
+
+
+def _mul_check(inputs, output, options):
+    _add_check(inputs, output, options)
+
+
+def _logistic_check(inputs, output, options):
+    _check_float_or_int8(inputs, output)
+    if output.dtype == "int8":
+        require(
+            np.float32(output.scale[0]) == np.float32(LOGISTIC_OUTPUT_SCALE)
+            and output.zero_point[0] == LOGISTIC_OUTPUT_ZERO_POINT,
+            "int8 LOGISTIC output must have scale 1/256 and zero point -128",
+        )
+
+
+def _slice_infer(inputs, options):
+    shape, begin, size = inputs[0].shape, options["begin"], options["size"]
+    require(
+        len(begin) == len(size) == len(shape)
+        and all(b >= 0 and n >= 1 and b + n <= d for b, n, d in zip(begin, size, shape)),
+        f"SLICE begin {list(begin)} size {list(size)} does not fit shape {shape}",
+    )
+    return tuple(int(n) for n in size)
+
+
+def _concat_infer(inputs, options):
+    axis, first = options["axis"], inputs[0].shape
+    require(0 <= axis < len(first), f"axis {axis} is not a dimension of {first}")
+    for t in inputs[1:]:
+        require(
+            len(t.shape) == len(first)
+            and all(a == b for i, (a, b) in enumerate(zip(t.shape, first)) if i != axis),
+            f"shapes {first} and {t.shape} differ outside axis {axis}",
+        )
+    return (*first[:axis], sum(t.shape[axis] for t in inputs), *first[axis + 1 :])
+
+
+def _concat_check(inputs, output, options):
+    for t in inputs:
+        _check_float_or_int8([t], output)
+        _check_same_qparams(t, output)  # int8 CONCATENATION copies; it never requantizes
 
 
 def _reshape_infer(inputs, options):
@@ -310,4 +357,8 @@ OP_KINDS: dict[str, OpKind] = {
     "QUANTIZE": OpKind(1, _same_shape, _quantize_check, quantize_params),
     "DEQUANTIZE": OpKind(1, _same_shape, _dequantize_check, _no_params),
     "PAD": OpKind(1, _pad_infer, _unary_check, _no_params),
+    "MUL": OpKind(2, _add_infer, _mul_check, mul_params),
+    "LOGISTIC": OpKind(1, _same_shape, _logistic_check, logistic_params),
+    "SLICE": OpKind(1, _slice_infer, _unary_check, _no_params),
+    "CONCATENATION": OpKind(0, _concat_infer, _concat_check, _no_params),
 }

@@ -146,3 +146,42 @@ def quantize_params(inputs, output, options):
         return {}  # float -> int8 divides by the float32 scale at run time, as TFLite does
     m, s = fp.quantize_multiplier(_f64(inputs[0].scale[0]) / _f64(output.scale[0]))
     return {"multiplier": np.array(m, np.int32), "shift": np.array(s, np.int32)}
+
+
+LOGISTIC_OUTPUT_SCALE = 1.0 / 256.0
+LOGISTIC_OUTPUT_ZERO_POINT = -128
+
+
+def logistic_table(scale: float, zero_point: int) -> np.ndarray:
+    """The int8 LOGISTIC of every int8 input, as TFLite's `PopulateLookupTable` computes it.
+
+    In float32: x = s_in * (q - zp); y = 1 / (1 + exp(-x)); out = round(y * 256) - 128 (half
+    away from zero), clamped. Entry i is the output for input q = i - 128.
+    """
+    q = np.arange(INT8_MIN, INT8_MAX + 1)
+    x = np.float32(scale) * (q - zero_point).astype(np.float32)
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for very negative x: y = 0
+        y = np.float32(1.0) / (np.float32(1.0) + np.exp(-x, dtype=np.float32))
+    rescaled = fp.round_half_away(y * np.float32(1.0 / LOGISTIC_OUTPUT_SCALE))
+    return np.clip(rescaled + LOGISTIC_OUTPUT_ZERO_POINT, INT8_MIN, INT8_MAX).astype(np.int8)
+
+
+def logistic_params(inputs, output, options) -> dict[str, np.ndarray]:
+    """{"table": 256 int8 outputs, indexed by input + 128} of an int8 LOGISTIC."""
+    if output.dtype != "int8":
+        return {}
+    return {"table": logistic_table(inputs[0].scale[0], inputs[0].zero_point[0])}
+
+
+def mul_params(inputs, output, options) -> dict[str, np.ndarray]:
+    """TFLite int8 MUL: (multiplier, shift) of s1 * s2 / s_out, computed in float32 as its
+    Prepare does, then widened to double."""
+    if output.dtype != "int8":
+        return {}
+    s1, s2, so = (np.float32(t.scale[0]) for t in (*inputs, output))
+    multiplier, shift = fp.quantize_multiplier(float(s1 * s2 / so))
+    return {
+        "multiplier": np.array(multiplier, np.int32),
+        "shift": np.array(shift, np.int32),
+        **activation_params(output, options),
+    }

@@ -2,13 +2,15 @@
 
 Each non-constant tensor lives from the op that writes it (graph inputs: from the start) to the
 last op that reads it (graph outputs: to the end). Tensors whose lifetimes overlap must not
-share bytes; the others may. `plan_arena` places the buffers greedily, largest first, each at
-the lowest aligned offset that collides with no placed buffer alive at the same time: the
-strategy of TFLite Micro's `GreedyMemoryPlanner`. Ops that need working memory (im2col rows of
-an optimised convolution, the int32 sums of MEAN) get a scratch buffer that lives only during
-that op, planned in the same arena. A RESHAPE whose input is read by nothing after it writes
-its output in place: both names get the same offset (`ArenaPlan.aliases`), so generated code
-needs no copy.
+share bytes; the others may. An op's output lives from that op on and each of its inputs until
+at least that op, so the output never shares bytes with anything the op reads: every input of
+a CONCATENATION stays whole until it runs, and no kernel has to work in place. `plan_arena`
+places the buffers greedily, largest first, each at the lowest aligned offset that collides
+with no placed buffer alive at the same time: the strategy of TFLite Micro's
+`GreedyMemoryPlanner`. Ops that need working memory (im2col rows of an optimised convolution,
+the int32 sums of MEAN) get a scratch buffer that lives only during that op, planned in the
+same arena. A RESHAPE whose input is read by nothing after it writes its output in place: both
+names get the same offset (`ArenaPlan.aliases`), so generated code needs no copy.
 
 Scratch sizes (`cmsis_scratch_bytes`, the default) follow CMSIS-NN's `*_get_buffer_size` for
 the s8 kernels TFLite Micro uses on Cortex-M:

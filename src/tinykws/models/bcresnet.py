@@ -21,14 +21,14 @@ Differences from the reference code (github.com/Qualcomm-AI-research/bcresnet): 
 the classifier's depthwise conv is VALID in time too (the reference pads time by 2) so it
 lowers to one VALID DEPTHWISE_CONV_2D; the last layer is a Linear after the average.
 
-What an integer lowering needs beyond CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED:
-- an average over all bins (`freq_pool`, AVERAGE_POOL_2D or MEAN) and over frames and bins
-  (the classifier's, MEAN);
-- ADD with broadcasting of (B, C, T, 1) onto (B, C, T, F), and the residual ADD;
-- SubSpectralNorm cannot be folded into the depthwise conv before it (its scale changes along
-  the frequency axis): at inference it is a per-(channel, sub-band) affine map, i.e. MUL + ADD
-  with constants of shape (C, 1, F);
-- SiLU = x * sigmoid(x): LOGISTIC + MUL, or a 256-entry table for int8.
+How it lowers to the integer graph (`tinykws.ir.lower`):
+- the frequency-depthwise conv and its SubSpectralNorm fold into one set of depthwise weights
+  per sub-band (the norm's scale changes along the bins, so it cannot fold into one conv): a
+  SLICE of the bins each band reads, a DEPTHWISE_CONV_2D per band, one CONCATENATION;
+- the average over bins is an AVERAGE_POOL_2D, the classifier's average a MEAN;
+- SiLU is LOGISTIC then MUL(x, sigmoid(x));
+- f1 + aux is an ADD broadcasting (B, T, 1, C) onto (B, T, F, C); the identity shortcut a
+  second ADD with the ReLU fused.
 
 Example:
     >>> import torch

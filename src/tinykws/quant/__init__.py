@@ -28,7 +28,7 @@ from tinykws.config import check_choice, check_range
 from tinykws.errors import TinyKWSError
 
 METHOD_NAMES = ("ptq", "dynamic", "qat")
-WEIGHT_SCHEMES = ("per_channel", "per_tensor")
+WEIGHT_SCHEMES = ("per_channel", "per_tensor", "per_channel_depthwise")
 ACTIVATION_SCHEMES = ("asym", "sym")
 ACTIVATION_OBSERVER_NAMES = ("minmax", "moving_average", "percentile", "mse", "entropy")
 WEIGHT_OBSERVER_NAMES = ("minmax", "mse")
@@ -91,7 +91,10 @@ class QuantConfig:
             "qat" (calibrate, then fine-tune with fake quantization).
         weight_bits: 2..8; weights are symmetric with range ±(2^(bits-1) - 1).
         activation_bits: 2..8; the integer graph needs 8.
-        weight_scheme: "per_channel" (one scale per output channel) or "per_tensor".
+        weight_scheme: "per_channel" (one scale per output channel), "per_tensor", or
+            "per_channel_depthwise": per channel in depthwise convs only, whose channels' ranges
+            differ most, per tensor elsewhere (a smaller .tflite: one float32 scale and one
+            int64 zero point less per channel of every other layer).
         activation_scheme: "asym" (zero point from the range) or "sym" (zero point 0).
         activation_observer: minmax, moving_average, percentile, mse or entropy. The default,
             mse, clips rare outliers where that lowers the rounding error (on the real10
@@ -140,8 +143,10 @@ class QuantConfig:
                     f"quantize.{name} must be an integer; got {getattr(self, name)!r}"
                 )
 
-    @property
-    def per_channel(self) -> bool:
+    def per_channel(self, depthwise: bool) -> bool:
+        """Whether a layer (depthwise conv or not) gets one weight scale per output channel."""
+        if self.weight_scheme == "per_channel_depthwise":
+            return depthwise
         return self.weight_scheme == "per_channel"
 
     @property

@@ -37,9 +37,11 @@ class DynamicModel(nn.Module):
         super().__init__()
         self.net, self.config, self.mode = net, config, "fakequant"
         self.paths = [p for p, m in net.named_modules() if isinstance(m, QUANTIZED_LAYERS)]
-        self.weight = nn.ModuleDict(
-            {_key(p): WeightQuant(net.get_submodule(p).weight.shape[0], config) for p in self.paths}
-        )
+        self.weight = nn.ModuleDict()
+        for path in self.paths:
+            layer = net.get_submodule(path)
+            depthwise = isinstance(layer, nn.Conv2d) and layer.groups > 1
+            self.weight[_key(path)] = WeightQuant(layer.weight.shape[0], config, depthwise)
 
     @classmethod
     def prepare(cls, model: nn.Module, config) -> DynamicModel:

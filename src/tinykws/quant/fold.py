@@ -43,6 +43,31 @@ def folded_weight_bias(
     return w, beta + shift * factor
 
 
+def subspectral_weight_bias(
+    weight: torch.Tensor, bias: torch.Tensor | None, ssn: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A depthwise conv (C, 1, KH, KW) followed by a SubSpectralNorm of S sub-bands, folded into
+    S depthwise convs: weight (C*S, 1, KH, KW) and bias (C*S,), entry c*S + s for band s.
+
+    Run as one conv with groups=C (depth multiplier S), output channel c*S + s is channel c of
+    band s; `band_select` then keeps, for every bin, the channel of the band it lies in.
+    """
+    bands = ssn.num_subbands
+    weight = weight.repeat_interleave(bands, dim=0)
+    if bias is not None:
+        bias = bias.repeat_interleave(bands, dim=0)
+    return folded_weight_bias(weight, bias, ssn.bn)
+
+
+def band_select(y: torch.Tensor, bands: int) -> torch.Tensor:
+    """(N, C*S, H, W) -> (N, C, H, W): bin w takes channel c*S + s of its band s = w // (W/S)."""
+    n, channels, height, width = y.shape
+    y = y.reshape(n, channels // bands, bands, height, width)
+    band = torch.arange(width, device=y.device) // (width // bands)
+    index = band.reshape(1, 1, 1, 1, width).expand(n, channels // bands, 1, height, width)
+    return y.gather(2, index).squeeze(2)
+
+
 def bn_factor(bn: nn.modules.batchnorm._BatchNorm) -> torch.Tensor:
     """gamma / sqrt(running_var + eps), per channel."""
     std = torch.sqrt(bn.running_var + bn.eps)

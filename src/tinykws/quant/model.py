@@ -10,8 +10,14 @@ every tensor the integer graph holds rounded onto its grid.
   a conv whose BatchNorm is not frozen yet runs the BatchNorm on batch statistics around a
   fake-quantized folded weight (as PyTorch's QAT ConvBn does).
 
+A depthwise conv with a SubSpectralNorm after it (`Step.ssn`, BC-ResNet) is quantized as the
+graph computes it: one set of folded weights (scales, int32 bias) per sub-band, each giving its
+band's bins, all onto one output grid. Its SubSpectralNorm is always folded with its running
+statistics (QAT does not update them). SiLU rounds through the int8 LOGISTIC table and the
+int8 MUL (`requant.fake_silu`).
+
 Which tensor has its own quantization parameters: the input, and the outputs of conv,
-depthwise, linear, mean and add. Pools, flatten, dropout and padding keep their input's
+depthwise, linear, mean, add and silu. Pools, flatten, dropout and padding keep their input's
 (TFLite requires it for pools and reshape); an average pool rounds back onto that grid.
 
 Example:
@@ -45,11 +51,18 @@ from tinykws.quant.fake import (
     quantize_to_int,
     weight_qrange,
 )
-from tinykws.quant.fold import bn_factor, fold_into, folded_weight_bias, replace_module
+from tinykws.quant.fold import (
+    band_select,
+    bn_factor,
+    fold_into,
+    folded_weight_bias,
+    replace_module,
+    subspectral_weight_bias,
+)
 from tinykws.quant.observers import make_activation_observer, weight_scales
 from tinykws.quant.trace import WEIGHTED, Step, Trace, trace_steps
 
-OWN_QPARAMS = (*WEIGHTED, "mean", "add")
+OWN_QPARAMS = (*WEIGHTED, "mean", "add", "silu")
 MODES = ("float", "calibrate", "histogram", "fakequant")
 ACTIVATIONS = {"NONE": lambda y: y, "RELU": F.relu, "RELU6": F.relu6}
 
@@ -57,9 +70,9 @@ ACTIVATIONS = {"NONE": lambda y: y, "RELU": F.relu, "RELU6": F.relu6}
 class WeightQuant(nn.Module):
     """Symmetric weight quantizer; scales follow the weights until `freeze`."""
 
-    def __init__(self, channels: int, config) -> None:
+    def __init__(self, channels: int, config, depthwise: bool = False) -> None:
         super().__init__()
-        self.bits, self.per_channel = config.weight_bits, config.per_channel
+        self.bits, self.per_channel = config.weight_bits, config.per_channel(depthwise)
         self.observer, self.power_of_two = config.weight_observer, config.power_of_two
         self.qmin, self.qmax = weight_qrange(self.bits)
         self.register_buffer("scale", torch.ones(channels if self.per_channel else 1))
@@ -130,7 +143,10 @@ class QuantModel(nn.Module):
                 self.act[step.name] = ActQuant(config)
             if step.kind in WEIGHTED:
                 channels = net.get_submodule(step.module).weight.shape[0]
-                self.weight[step.name] = WeightQuant(channels, config)
+                if step.ssn:  # one set of weights per sub-band
+                    channels *= net.get_submodule(step.ssn).num_subbands
+                depthwise = step.kind == "depthwise"
+                self.weight[step.name] = WeightQuant(channels, config, depthwise)
 
     @classmethod
     def prepare(cls, model: nn.Module, config, input_shape=None) -> QuantModel:
@@ -211,8 +227,13 @@ class QuantModel(nn.Module):
         return self.act[self.source[tensor]].qparams()
 
     def layer_weight_bias(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's (folded) float weight and bias (zeros when the layer has none)."""
+        """The step's (folded) float weight and bias (zeros when the layer has none); per
+        sub-band after a SubSpectralNorm (see `subspectral_weight_bias`)."""
         layer = self.net.get_submodule(step.module)
+        if step.ssn:
+            return subspectral_weight_bias(
+                layer.weight, layer.bias, self.net.get_submodule(step.ssn)
+            )
         if step.bn:
             return folded_weight_bias(layer.weight, layer.bias, self.net.get_submodule(step.bn))
         bias = layer.bias
@@ -238,11 +259,14 @@ class QuantModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = {"input": self._quantize("input", x)}
         for step in self.trace.steps:
-            y = RUNNERS[step.kind](self, step, [values[n] for n in step.inputs])
-            values[step.name] = self._quantize(step.name, ACTIVATIONS[step.activation](y), step)
+            args = [values[n] for n in step.inputs]
+            y = ACTIVATIONS[step.activation](RUNNERS[step.kind](self, step, args))
+            values[step.name] = self._quantize(step.name, y, step, args)
         return values[self.trace.output]
 
-    def _quantize(self, name: str, y: torch.Tensor, step: Step | None = None) -> torch.Tensor:
+    def _quantize(
+        self, name: str, y: torch.Tensor, step: Step | None = None, args=()
+    ) -> torch.Tensor:
         quantizer = self.act[name] if name in self.act else None
         if self.mode == "fakequant":
             if quantizer is not None:
@@ -251,6 +275,8 @@ class QuantModel(nn.Module):
                     quantizer.finish()
                 if step is not None and step.kind == "mean":
                     return requant.fake_mean(self, step, y, quantizer)
+                if step is not None and step.kind == "silu":
+                    return requant.fake_silu(self, step, args[0], y, quantizer)
                 steps = None
                 if step is not None and step.kind in (*WEIGHTED, "add"):
                     steps = requant.output_steps(self, step, y.dim())
@@ -291,10 +317,12 @@ def _weighted(qm: QuantModel, step: Step, args):
         top, bottom, left, right = step.pads
         x = F.pad(x, (left, right, top, bottom))
     layer = qm.net.get_submodule(step.module)
-    bn = qm.net.get_submodule(step.bn) if step.bn else None
+    bn = qm.net.get_submodule(step.bn or step.ssn) if (step.bn or step.ssn) else None
     if qm.mode != "fakequant":
         y = _apply(layer, x, layer.weight, layer.bias)
         return bn(y) if bn is not None else y
+    if step.ssn:
+        return _subspectral(qm, step, layer, bn, x)
     if bn is not None and bn.training:
         return _bn_training(qm, step, layer, bn, x)
     weight, bias = qm.layer_weight_bias(step)
@@ -313,6 +341,15 @@ def _bn_training(qm: QuantModel, step: Step, layer, bn, x):
     if layer.bias is not None:
         y = y + layer.bias.reshape(shape)
     return bn(y)
+
+
+def _subspectral(qm: QuantModel, step: Step, layer, ssn, x):
+    """One fake-quantized depthwise conv per sub-band, each bin taken from its band's conv."""
+    weight, bias = qm.layer_weight_bias(step)
+    quantizer = qm.weight[step.name]
+    scale = bias_scale(qm.act[qm.source[step.inputs[0]]].scale, quantizer.scale)
+    y = _apply(layer, x, quantizer(weight), fake_quantize_bias(bias, scale))
+    return band_select(y, ssn.num_subbands)
 
 
 def _module(qm: QuantModel, step: Step, args):
@@ -334,6 +371,7 @@ RUNNERS = {
     "dropout": _module,
     "flatten": lambda qm, step, args: torch.flatten(args[0], 1),
     "add": lambda qm, step, args: args[0] + args[1],
+    "silu": lambda qm, step, args: F.silu(args[0]),
     "pad": _pad,
 }
 

@@ -10,6 +10,8 @@ Rounding x / s_out once is not what TFLite does:
 - MEAN sums the int8 inputs and requantizes the integer sum with 1/(H*W) folded into its Q31
   multiplier: `fake_mean` recovers the exact sum (the inputs are on their grid) and applies the
   graph's own constants in integers.
+- SiLU is LOGISTIC (a 256-entry table onto scale 1/256) then MUL: `fake_silu` runs the graph's
+  own kernels on the integer input.
 - AVERAGE_POOL_2D rounds the mean of the raw int8 values (zero point included) half away from
   zero: `fake_avg_pool` does the same.
 
@@ -26,11 +28,17 @@ import torch.nn.functional as F
 from tinykws.ir import fixedpoint as fp
 from tinykws.ir.params import ADD_LEFT_SHIFT
 from tinykws.quant.fake import requantize_steps, round_half_away
+from tinykws.quant.fold import band_select
 
 
 def output_steps(qm, step, ndim: int) -> torch.Tensor:
-    """2^r per output channel of a conv, depthwise, linear or add step, shaped for (N, C, ...)."""
+    """2^r per output channel of a conv, depthwise, linear or add step, shaped for (N, C, ...);
+    (1, C, 1, W) after a SubSpectralNorm, whose bins take their band's channel constants."""
     steps = add_steps(qm, step) if step.kind == "add" else weighted_steps(qm, step)
+    if step.ssn:
+        width = step.shape[3]
+        steps = steps.reshape(1, -1, 1, 1).expand(1, steps.numel(), 1, width)
+        return band_select(steps, qm.net.get_submodule(step.ssn).num_subbands)
     return steps.reshape(1, -1, *([1] * (ndim - 2)))
 
 
@@ -83,6 +91,36 @@ def fake_mean(qm, step, mean: torch.Tensor, quantizer) -> torch.Tensor:
         q = np.clip(q, quantizer.qmin, quantizer.qmax)
         exact = torch.from_numpy(((q - zero_point) * np.float32(scale)).astype(np.float32))
     return mean + (exact.to(mean) - mean).detach()
+
+
+def fake_silu(qm, step, x: torch.Tensor, y: torch.Tensor, quantizer) -> torch.Tensor:
+    """SiLU exactly as the integer LOGISTIC + MUL compute it, from the input `x` (on its grid);
+    `y` is the float SiLU, whose gradient passes."""
+    from tinykws.ir import kernels
+    from tinykws.ir.graph import Tensor
+    from tinykws.ir.params import (
+        LOGISTIC_OUTPUT_SCALE,
+        LOGISTIC_OUTPUT_ZERO_POINT,
+        logistic_table,
+        mul_params,
+    )
+
+    s_in, zp_in = qm.qparams(step.inputs[0])
+    scale, zero_point = quantizer.qparams()
+    sigmoid = (LOGISTIC_OUTPUT_SCALE, LOGISTIC_OUTPUT_ZERO_POINT)
+    params = mul_params(
+        [Tensor("x", (1,), "int8", (s_in,), (zp_in,)), Tensor("s", (1,), "int8", *zip(sigmoid))],
+        Tensor("y", (1,), "int8", (scale,), (zero_point,)),
+        {},
+    )
+    with torch.no_grad():
+        q = round_half_away(x.detach().double().cpu() / s_in).numpy().astype(np.int64) + zp_in
+        q = np.clip(q, -128, 127)
+        s = kernels.logistic_s8(q, logistic_table(s_in, zp_in))
+        out = kernels.mul_s8(q, s, (zp_in, sigmoid[1], zero_point), params)
+        exact = (out.astype(np.int64) - zero_point) * np.float32(scale)
+        exact = torch.from_numpy(exact.astype(np.float32))
+    return y + (exact.to(y) - y).detach()
 
 
 def fake_avg_pool(qm, step, mean: torch.Tensor) -> torch.Tensor:

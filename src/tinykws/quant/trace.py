@@ -6,12 +6,14 @@ into a list of `Step`s, fusing what the integer ops fuse:
 - a BatchNorm right after a conv or linear layer joins it (`Step.bn`; folded later),
 - a ReLU / ReLU6 right after a conv, linear, pool or add becomes its fused activation,
 - a ZeroPad2d right before a conv becomes part of the conv's padding,
+- a SubSpectralNorm (BC-ResNet) right after a depthwise conv joins it (`Step.ssn`): its scale
+  and shift change along frequency, so it folds into one set of depthwise weights per
+  sub-band, each computing its band's rows,
+- SiLU becomes a step of its own (LOGISTIC and MUL in the integer graph),
 - dropout is kept (it acts during QAT) but lowers to nothing.
 
 Tensors are NCHW as in PyTorch (H = frames, W = bins); `Step.shape` is the output shape for a
-batch of one. Any other layer is refused with one line naming it (path and type), e.g. the
-SubSpectralNorm of BC-ResNet, whose scale varies along frequency and so cannot be folded into
-the per-channel constants of a conv.
+batch of one. Any other layer is refused with one line naming it (path and type).
 
 Example:
     >>> from tinykws.models import build_model, model_config
@@ -26,21 +28,22 @@ import operator
 from dataclasses import dataclass, field
 
 import torch
+import torch.fx
 from torch import nn
 
 from tinykws.errors import TinyKWSError
+from tinykws.models.bcresnet import SubSpectralNorm
 
 WEIGHTED = ("conv", "depthwise", "linear")
 ACTIVATABLE = (*WEIGHTED, "max_pool", "avg_pool", "add")
 # Why some known layers have no integer form with the graph's ops.
 REASONS = {
-    "SubSpectralNorm": "its scale and shift change along frequency, so it cannot be folded into "
-    "the per-channel constants of the conv before it (it needs MUL and ADD with constants)",
-    "SiLU": "x * sigmoid(x) needs LOGISTIC and MUL",
+    "SubSpectralNorm": "it folds only into the depthwise conv right before it",
 }
 SUPPORTED = (
-    "Conv2d (regular or depthwise), Linear, BatchNorm after a conv/linear, ReLU, ReLU6, "
-    "MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout, ZeroPad2d, +"
+    "Conv2d (regular or depthwise), Linear, BatchNorm after a conv/linear, SubSpectralNorm "
+    "after a depthwise conv, ReLU, ReLU6, SiLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), "
+    "Flatten, Dropout, ZeroPad2d, +"
 )
 
 
@@ -50,12 +53,15 @@ class Step:
 
     Attributes:
         name: the output tensor's name (unique; the fx node name).
-        kind: conv, depthwise, linear, max_pool, avg_pool, mean, add, flatten, dropout, pad.
+        kind: conv, depthwise, linear, max_pool, avg_pool, mean, add, silu, flatten, dropout,
+            pad.
         inputs: names of the input tensors ("input" is the model input).
         module: path of the PyTorch layer ("" for add).
         layer: "path (Type)" for messages.
         shape: NCHW (or (1, features)) output shape for a batch of one.
         bn: path of a BatchNorm to fold into this conv/linear ("" once folded or when none).
+        ssn: path of a SubSpectralNorm after this depthwise conv ("" when none); it is never
+            folded into the model, only into the weights the step quantizes and lowers.
         activation: fused activation, "NONE", "RELU" or "RELU6".
         pads: (top, bottom, left, right) zero padding of a conv or pad step.
     """
@@ -67,6 +73,7 @@ class Step:
     layer: str = ""
     shape: tuple[int, ...] = ()
     bn: str = ""
+    ssn: str = ""
     activation: str = "NONE"
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
 
@@ -88,13 +95,12 @@ class Trace:
 
 def trace_steps(model: nn.Module, input_shape: tuple[int, int] | None = None) -> Trace:
     """The model's steps; `input_shape` (frames, bins) defaults to `model.config.input_shape`."""
-    import torch.fx as fx
     from torch.fx.passes.shape_prop import ShapeProp
 
     if input_shape is None:
         input_shape = tuple(model.config.input_shape)
     try:
-        graph_module = fx.symbolic_trace(model)
+        graph_module = torch.fx.GraphModule(model, _Tracer().trace(model))
     except Exception as exc:  # fx raises many types; the user needs the model named
         reason = str(exc).splitlines()[0]
         raise TinyKWSError(
@@ -111,6 +117,13 @@ def trace_steps(model: nn.Module, input_shape: tuple[int, int] | None = None) ->
     for node in graph_module.graph.nodes:
         tracer.visit(node)
     return Trace(tracer.steps, tracer.output, shape)
+
+
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer, keeping a SubSpectralNorm as one call (its reshapes are no ops)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, SubSpectralNorm) or super().is_leaf_module(m, qualname)
 
 
 class _StepBuilder:
@@ -233,6 +246,23 @@ def _batchnorm(b: _StepBuilder, node, bn) -> None:
     b.fuse(node, step)
 
 
+def _subspectral(b: _StepBuilder, node, ssn) -> None:
+    step = b.fusable(node, ("depthwise",))
+    if step is None or step.bn or step.ssn or step.activation != "NONE":
+        b.refuse(node, REASONS["SubSpectralNorm"])
+    conv = b.model.get_submodule(step.module)
+    if conv.out_channels != conv.in_channels:
+        b.refuse(node, "the depthwise conv before it must have a depth multiplier of 1")
+    if not ssn.bn.track_running_stats:
+        b.refuse(node, "a SubSpectralNorm without running statistics cannot be folded")
+    step.ssn = node.target
+    b.fuse(node, step)
+
+
+def _silu(b: _StepBuilder, node, module=None) -> None:
+    b.add(node, "silu", (b.input_of(node),), node.target if module is not None else "")
+
+
 def _activation(name: str):
     def handler(b: _StepBuilder, node, module=None) -> None:
         step = b.fusable(node, ACTIVATABLE)
@@ -305,6 +335,8 @@ def _pair(value) -> tuple[int, ...]:
 
 MODULE_HANDLERS = [
     (nn.Conv2d, _conv),
+    (nn.SiLU, _silu),
+    (SubSpectralNorm, _subspectral),
     (nn.Linear, _linear),
     ((nn.BatchNorm2d, nn.BatchNorm1d), _batchnorm),
     (nn.ReLU, _activation("RELU")),
@@ -323,5 +355,6 @@ FUNCTION_HANDLERS = {
     torch.relu: _activation("RELU"),
     torch.nn.functional.relu: _activation("RELU"),
     torch.flatten: _flatten,
+    torch.nn.functional.silu: _silu,
 }
 METHOD_HANDLERS = {"relu": _activation("RELU"), "add": _add, "flatten": _flatten}

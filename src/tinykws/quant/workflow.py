@@ -218,6 +218,10 @@ def quantize_file(model_path, root, out_dir, config, sweep=None, cache_dir=None)
             f"directory whose final model is float"
         )
     predictor = load_torch(path)
+    if config.method != "dynamic":
+        from tinykws.quant.trace import trace_steps
+
+        trace_steps(predictor.module)  # a layer without an integer form fails before data loads
     need_training = config.method == "qat" or (sweep is not None and "qat" in sweep.methods)
     data = quant_data_for(predictor.meta, root, config, need_training, cache_dir)
     evaluation = load_eval_data(predictor.meta, root, "validation", cache_dir)

@@ -4,7 +4,8 @@
 
 - model.h / model.c: weights as `const` arrays (int8; 3-4-bit weights packed two per byte,
   2-bit four per byte; magnitude-pruned layers optionally sparse), per-channel multipliers and
-  shifts from the graph, a static arena laid out by `tinykws.ir.plan.plan_arena`, and
+  shifts and LOGISTIC lookup tables from the graph, a static arena laid out by
+  `tinykws.ir.plan.plan_arena`, and
   `int tinykws_invoke(const int8_t *features, int8_t *scores)`;
 - kernels.h / kernels.c: the integer kernels (templates/kernels.c), equal to
   `tinykws.ir.interpret` bit for bit;

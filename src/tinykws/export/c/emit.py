@@ -3,63 +3,27 @@
 `EMITTERS[op.type](ctx, op)` appends the op's constants (weights, biases, multipliers, the
 `static const` parameter struct of kernels.h) to `ctx.constants` and its call to `ctx.calls`.
 Every constant is the graph's own: weights and biases as stored, the Q31 multipliers and shifts
-computed when the graph was built (read from `op.params`, never recomputed).
+computed when the graph was built (read from `op.params`, never recomputed). The layers with
+weights, pooling and MEAN are emitted here; ADD, MUL, LOGISTIC, SOFTMAX and QUANTIZE in
+`tinykws.export.c.elementwise`; PAD, RESHAPE, SLICE and CONCATENATION in
+`tinykws.export.c.copies`. An op type missing from the table is refused by name.
 
 Example:
-    >>> sorted(EMITTERS)[:3]
-    ['ADD', 'AVERAGE_POOL_2D', 'CONV_2D']
+    >>> sorted(EMITTERS)[:4]
+    ['ADD', 'AVERAGE_POOL_2D', 'CONCATENATION', 'CONV_2D']
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import numpy as np
 
 from tinykws.errors import TinyKWSError
-from tinykws.export.c.carray import c_array, c_comment, c_int
+from tinykws.export.c.carray import c_array, c_int
+from tinykws.export.c.context import EmitContext, dims
+from tinykws.export.c.copies import COPY_EMITTERS
+from tinykws.export.c.elementwise import ELEMENTWISE_EMITTERS
 from tinykws.export.c.sparse import EncodedWeights, choose_encoding
 from tinykws.ir.graph import IntGraph, Op, Tensor
-from tinykws.ir.plan import ArenaPlan
-
-
-@dataclass
-class EmitContext:
-    """What the emitters read and append to.
-
-    Attributes:
-        graph: the int8 graph being generated.
-        plan: its arena plan (buffer offsets).
-        sparse: weight encoding mode ("auto", "off", "always").
-        constants: C definitions, in order.
-        calls: C statements of `tinykws_invoke`, in order.
-        layers: one record per weighted layer (name, bits, encoding, bytes), for the report.
-    """
-
-    graph: IntGraph
-    plan: ArenaPlan
-    sparse: str = "auto"
-    constants: list[str] = field(default_factory=list)
-    calls: list[str] = field(default_factory=list)
-    layers: list[dict[str, Any]] = field(default_factory=list)
-    index: int = 0
-
-    def buffer(self, name: str) -> str:
-        """C expression of a tensor's place in the arena."""
-        return f"arena + {self.plan.offsets[name]}"
-
-    @property
-    def symbol(self) -> str:
-        return f"op{self.index}"
-
-    def tensors(self, op: Op) -> tuple[list[Tensor], Tensor]:
-        return [self.graph.tensors[n] for n in op.inputs], self.graph.tensors[op.outputs[0]]
-
-    def call(self, op: Op, kernel: str, *args: str) -> None:
-        label = f"{op.type} '{op.name}'" if op.name else op.type
-        params = f"&{self.symbol}, " if kernel != "tk_copy_s8" else ""
-        self.calls.append(f"    {kernel}({params}{', '.join(args)}); /* {c_comment(label)} */")
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
@@ -71,27 +35,11 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
     return 0 if kh * kw == 1 else int(kh * kw * c_in)
 
 
-def _dims(shape) -> str:
-    n, h, w, c = (int(d) for d in shape)
-    return f"{{{n}, {h}, {w}, {c}}}"
-
-
-def _four(values) -> str:
-    """A 4-entry C initializer from up to 4 values, padded on the left with 1s."""
-    values = [int(v) for v in values]
-    return "{" + ", ".join(str(v) for v in [1] * (4 - len(values)) + values) + "}"
-
-
 def _window(op: Op) -> str:
     o = op.options
     stride, dilation = o["stride"], o.get("dilation", (1, 1))
     top, _, left, _ = o["pads"]
     return f"{{{stride[0]}, {stride[1]}, {dilation[0]}, {dilation[1]}, {top}, {left}}}"
-
-
-def _struct(ctx: EmitContext, ctype: str, fields: dict[str, str]) -> None:
-    body = "\n".join(f"    .{k} = {v}," for k, v in fields.items())
-    ctx.constants.append(f"static const {ctype} {ctx.symbol} = {{\n{body}\n}};\n")
 
 
 def _quant(ctx: EmitContext, op: Op, x: Tensor, out: Tensor, n_out: int) -> str:
@@ -153,12 +101,11 @@ def _bias(ctx: EmitContext, op: Op) -> str:
 
 def _conv(ctx: EmitContext, op: Op) -> None:
     (x, w, _), out = ctx.tensors(op)
-    _struct(
-        ctx,
+    ctx.struct(
         "tk_conv_params",
         {
-            "input": _dims(x.shape),
-            "output": _dims(out.shape),
+            "input": dims(x.shape),
+            "output": dims(out.shape),
             "filter_h": str(w.shape[1]),
             "filter_w": str(w.shape[2]),
             "window": _window(op),
@@ -174,12 +121,11 @@ def _conv(ctx: EmitContext, op: Op) -> None:
 
 def _depthwise(ctx: EmitContext, op: Op) -> None:
     (x, w, _), out = ctx.tensors(op)
-    _struct(
-        ctx,
+    ctx.struct(
         "tk_depthwise_params",
         {
-            "input": _dims(x.shape),
-            "output": _dims(out.shape),
+            "input": dims(x.shape),
+            "output": dims(out.shape),
             "filter_h": str(w.shape[1]),
             "filter_w": str(w.shape[2]),
             "depth_multiplier": str(int(op.options.get("depth_multiplier", 1))),
@@ -194,8 +140,7 @@ def _depthwise(ctx: EmitContext, op: Op) -> None:
 
 def _fully_connected(ctx: EmitContext, op: Op) -> None:
     (x, w, _), out = ctx.tensors(op)
-    _struct(
-        ctx,
+    ctx.struct(
         "tk_fully_connected_params",
         {
             "rows": str(int(np.prod(x.shape)) // w.shape[1]),
@@ -214,15 +159,15 @@ def _pool(kernel: str):
         (x,), out = ctx.tensors(op)
         low, high = (int(v) for v in op.params["activation_range"])
         fields = {
-            "input": _dims(x.shape),
-            "output": _dims(out.shape),
+            "input": dims(x.shape),
+            "output": dims(out.shape),
             "filter_h": str(op.options["filter"][0]),
             "filter_w": str(op.options["filter"][1]),
             "window": _window(op),
             "activation_min": str(low),
             "activation_max": str(high),
         }
-        _struct(ctx, "tk_pool_params", fields)
+        ctx.struct("tk_pool_params", fields)
         ctx.call(op, kernel, ctx.buffer(x.name), ctx.buffer(out.name))
 
     return emit
@@ -231,108 +176,14 @@ def _pool(kernel: str):
 def _mean(ctx: EmitContext, op: Op) -> None:
     (x,), out = ctx.tensors(op)
     fields = {
-        "input": _dims(x.shape),
+        "input": dims(x.shape),
         "input_offset": str(-x.zero_point[0]),
         "output_offset": str(out.zero_point[0]),
         "multiplier": c_int(op.params["multiplier"]),
         "shift": str(int(op.params["shift"])),
     }
-    _struct(ctx, "tk_mean_params", fields)
+    ctx.struct("tk_mean_params", fields)
     ctx.call(op, "tk_mean_hw_s8", ctx.buffer(x.name), ctx.buffer(out.name))
-
-
-def _broadcast_strides(shape, out_shape) -> list[int]:
-    """Element strides of a C-contiguous tensor along each of the 4 output axes (0: broadcast)."""
-    padded = [1] * (4 - len(shape)) + [int(d) for d in shape]
-    out = [1] * (4 - len(out_shape)) + [int(d) for d in out_shape]
-    strides = [int(np.prod(padded[i + 1 :])) for i in range(4)]
-    return [0 if padded[i] == 1 and out[i] > 1 else strides[i] for i in range(4)]
-
-
-def _add(ctx: EmitContext, op: Op) -> None:
-    (a, b), out = ctx.tensors(op)
-    if len(out.shape) > 4:
-        raise TinyKWSError(f"{_where(ctx, op)}: the C kernel adds tensors of at most 4 dimensions")
-    p = op.params
-    fields = {
-        "shape": _four(out.shape),
-        "a_stride": "{" + ", ".join(map(str, _broadcast_strides(a.shape, out.shape))) + "}",
-        "b_stride": "{" + ", ".join(map(str, _broadcast_strides(b.shape, out.shape))) + "}",
-        "a_offset": str(-a.zero_point[0]),
-        "b_offset": str(-b.zero_point[0]),
-        "output_offset": str(out.zero_point[0]),
-        "left_shift": str(int(p["left_shift"])),
-        "a_multiplier": c_int(p["input_multiplier"][0]),
-        "a_shift": str(int(p["input_shift"][0])),
-        "b_multiplier": c_int(p["input_multiplier"][1]),
-        "b_shift": str(int(p["input_shift"][1])),
-        "output_multiplier": c_int(p["output_multiplier"]),
-        "output_shift": str(int(p["output_shift"])),
-        "activation_min": str(int(p["activation_range"][0])),
-        "activation_max": str(int(p["activation_range"][1])),
-    }
-    _struct(ctx, "tk_add_params", fields)
-    ctx.call(op, "tk_add_s8", ctx.buffer(a.name), ctx.buffer(b.name), ctx.buffer(out.name))
-
-
-def _softmax(ctx: EmitContext, op: Op) -> None:
-    (x,), out = ctx.tensors(op)
-    depth = int(x.shape[-1])
-    fields = {
-        "rows": str(int(np.prod(x.shape)) // depth),
-        "depth": str(depth),
-        "input_multiplier": c_int(op.params["input_multiplier"]),
-        "input_left_shift": str(int(op.params["input_left_shift"])),
-        "diff_min": c_int(op.params["diff_min"]),
-    }
-    _struct(ctx, "tk_softmax_params", fields)
-    ctx.call(op, "tk_softmax_s8", ctx.buffer(x.name), ctx.buffer(out.name))
-
-
-def _requantize(ctx: EmitContext, op: Op) -> None:
-    (x,), out = ctx.tensors(op)
-    fields = {
-        "size": str(int(np.prod(x.shape))),
-        "input_offset": str(-x.zero_point[0]),
-        "output_offset": str(out.zero_point[0]),
-        "multiplier": c_int(op.params["multiplier"]),
-        "shift": str(int(op.params["shift"])),
-    }
-    _struct(ctx, "tk_requantize_params", fields)
-    ctx.call(op, "tk_requantize_s8", ctx.buffer(x.name), ctx.buffer(out.name))
-
-
-def _pad(ctx: EmitContext, op: Op) -> None:
-    (x,), out = ctx.tensors(op)
-    if len(x.shape) > 4:
-        raise TinyKWSError(f"{_where(ctx, op)}: the C kernel pads tensors of at most 4 dimensions")
-    before = [int(b) for b, _ in op.options["pads"]]
-    fields = {
-        "input_shape": _four(x.shape),
-        "output_shape": _four(out.shape),
-        "pad_before": "{" + ", ".join(map(str, [0] * (4 - len(before)) + before)) + "}",
-        "value": str(out.zero_point[0]),
-    }
-    _struct(ctx, "tk_pad_params", fields)
-    ctx.call(op, "tk_pad_s8", ctx.buffer(x.name), ctx.buffer(out.name))
-
-
-def _reshape(ctx: EmitContext, op: Op) -> None:
-    """No code: the arena plan gives a RESHAPE's output its input's bytes."""
-    if ctx.plan.offsets[op.inputs[0]] != ctx.plan.offsets[op.outputs[0]]:
-        ctx.call(
-            op,
-            "tk_copy_s8",
-            ctx.buffer(op.inputs[0]),
-            ctx.buffer(op.outputs[0]),
-            str(int(np.prod(ctx.graph.tensors[op.inputs[0]].shape))),
-        )
-
-
-def _where(ctx: EmitContext, op: Op) -> str:
-    return f"graph {ctx.graph.name}: op {ctx.index} {op.type}" + (
-        f" '{op.name}'" if op.name else ""
-    )
 
 
 EMITTERS = {
@@ -342,11 +193,8 @@ EMITTERS = {
     "MAX_POOL_2D": _pool("tk_max_pool2d_s8"),
     "AVERAGE_POOL_2D": _pool("tk_avg_pool2d_s8"),
     "MEAN": _mean,
-    "ADD": _add,
-    "SOFTMAX": _softmax,
-    "QUANTIZE": _requantize,
-    "PAD": _pad,
-    "RESHAPE": _reshape,
+    **ELEMENTWISE_EMITTERS,
+    **COPY_EMITTERS,
 }
 
 
@@ -361,12 +209,12 @@ def emit_op(ctx: EmitContext, index: int, op: Op) -> None:
     floats = [n for n in names if ctx.graph.tensors[n].dtype != "int8"]
     if floats:
         raise TinyKWSError(
-            f"{_where(ctx, op)}: tensor '{floats[0]}' is {ctx.graph.tensors[floats[0]].dtype}; "
+            f"{ctx.where(op)}: tensor '{floats[0]}' is {ctx.graph.tensors[floats[0]].dtype}; "
             "the C backend runs int8 graphs only (quantize the model first)"
         )
     if op.type not in EMITTERS:
         raise TinyKWSError(
-            f"{_where(ctx, op)}: the C backend has no kernel for {op.type}; it supports "
+            f"{ctx.where(op)}: the C backend has no kernel for {op.type}; it supports "
             f"{', '.join(sorted(EMITTERS))} on int8 tensors"
         )
     EMITTERS[op.type](ctx, op)

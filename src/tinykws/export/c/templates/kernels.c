@@ -370,10 +370,34 @@ void tk_mean_hw_s8(const tk_mean_params *p, const int8_t *input, int8_t *output)
 
 /* ---- element-wise ------------------------------------------------------------------------ */
 
+/* Calls one(params, a, b) for every output element, in order, with the broadcast inputs:
+ * shape is the output's (4-D); a_stride / b_stride step through each input (0 on an axis it is
+ * broadcast along). */
+typedef int8_t (*binary_one)(const void *params, int32_t a, int32_t b);
+
+static void broadcast_binary(const int32_t *shape, const int32_t *a_stride,
+                             const int32_t *b_stride, const int8_t *a, const int8_t *b,
+                             int8_t *output, binary_one one, const void *params)
+{
+    int32_t i0, i1, i2, i3, k = 0;
+    for (i0 = 0; i0 < shape[0]; ++i0) {
+        for (i1 = 0; i1 < shape[1]; ++i1) {
+            for (i2 = 0; i2 < shape[2]; ++i2) {
+                const int32_t ia = i0 * a_stride[0] + i1 * a_stride[1] + i2 * a_stride[2];
+                const int32_t ib = i0 * b_stride[0] + i1 * b_stride[1] + i2 * b_stride[2];
+                for (i3 = 0; i3 < shape[3]; ++i3) {
+                    output[k++] = one(params, a[ia + i3 * a_stride[3]], b[ib + i3 * b_stride[3]]);
+                }
+            }
+        }
+    }
+}
+
 /* TFLite's int8 ADD: each input minus its zero point is scaled by 2^left_shift, rescaled onto
  * a common scale (MultiplyByQuantizedMultiplierSmallerThanOneExp), summed, and rescaled. */
-static int8_t add_one(const tk_add_params *p, int32_t a, int32_t b)
+static int8_t add_one(const void *params, int32_t a, int32_t b)
 {
+    const tk_add_params *p = (const tk_add_params *)params;
     const int32_t sa = rdbpot(srdhm((a + p->a_offset) * (1 << p->left_shift), p->a_multiplier),
                               -p->a_shift);
     const int32_t sb = rdbpot(srdhm((b + p->b_offset) * (1 << p->left_shift), p->b_multiplier),
@@ -384,18 +408,29 @@ static int8_t add_one(const tk_add_params *p, int32_t a, int32_t b)
 
 void tk_add_s8(const tk_add_params *p, const int8_t *a, const int8_t *b, int8_t *output)
 {
-    int32_t i0, i1, i2, i3, k = 0;
-    for (i0 = 0; i0 < p->shape[0]; ++i0) {
-        for (i1 = 0; i1 < p->shape[1]; ++i1) {
-            for (i2 = 0; i2 < p->shape[2]; ++i2) {
-                const int32_t ia = i0 * p->a_stride[0] + i1 * p->a_stride[1] + i2 * p->a_stride[2];
-                const int32_t ib = i0 * p->b_stride[0] + i1 * p->b_stride[1] + i2 * p->b_stride[2];
-                for (i3 = 0; i3 < p->shape[3]; ++i3) {
-                    output[k++] =
-                        add_one(p, a[ia + i3 * p->a_stride[3]], b[ib + i3 * p->b_stride[3]]);
-                }
-            }
-        }
+    broadcast_binary(p->shape, p->a_stride, p->b_stride, a, b, output, add_one, p);
+}
+
+/* TFLite's int8 MUL: the product of the offset inputs (within +-2^16: no overflow) is
+ * requantized like a convolution's accumulator. */
+static int8_t mul_one(const void *params, int32_t a, int32_t b)
+{
+    const tk_mul_params *p = (const tk_mul_params *)params;
+    const int32_t product = (a + p->a_offset) * (b + p->b_offset);
+    const int32_t scaled = tk_multiply_by_quantized_multiplier(product, p->multiplier, p->shift);
+    return clamp_offset(scaled, p->output_offset, p->activation_min, p->activation_max);
+}
+
+void tk_mul_s8(const tk_mul_params *p, const int8_t *a, const int8_t *b, int8_t *output)
+{
+    broadcast_binary(p->shape, p->a_stride, p->b_stride, a, b, output, mul_one, p);
+}
+
+void tk_logistic_s8(const tk_logistic_params *p, const int8_t *input, int8_t *output)
+{
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        output[i] = p->table[input[i] + 128];
     }
 }
 
@@ -426,6 +461,40 @@ void tk_pad_s8(const tk_pad_params *p, const int8_t *input, int8_t *output)
                                       ? input[((j0 * is[1] + j1) * is[2] + j2) * is[3] + j3]
                                       : (int8_t)p->value;
                 }
+            }
+        }
+    }
+}
+
+void tk_slice_s8(const tk_slice_params *p, const int8_t *input, int8_t *output)
+{
+    const int32_t *is = p->input_shape, *begin = p->begin, *size = p->size;
+    int32_t i0, i1, i2, i3;
+    for (i0 = 0; i0 < size[0]; ++i0) {
+        for (i1 = 0; i1 < size[1]; ++i1) {
+            for (i2 = 0; i2 < size[2]; ++i2) {
+                const int8_t *row =
+                    input + (((i0 + begin[0]) * is[1] + i1 + begin[1]) * is[2] + i2 + begin[2]) *
+                                is[3] +
+                    begin[3];
+                for (i3 = 0; i3 < size[3]; ++i3) {
+                    *output++ = row[i3];
+                }
+            }
+        }
+    }
+}
+
+void tk_concatenation_s8(const tk_concatenation_params *p, const int8_t *const *inputs,
+                         int8_t *output)
+{
+    int32_t b, k, i;
+    for (b = 0; b < p->outer; ++b) {
+        for (k = 0; k < p->n_inputs; ++k) {
+            const int32_t n = p->input_block[k];
+            const int8_t *block = inputs[k] + b * n;
+            for (i = 0; i < n; ++i) {
+                *output++ = block[i];
             }
         }
     }

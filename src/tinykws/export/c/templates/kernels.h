@@ -145,6 +145,43 @@ typedef struct {
     int32_t value;
 } tk_pad_params;
 
+/** MUL with broadcasting: shape, a_stride, b_stride as in tk_add_params.
+ *  a_offset, b_offset: minus the input zero points, in [-127, 128], so the product
+ *  (a + a_offset) * (b + b_offset) lies in [-2^16, 2^16] and fits int32; output_offset: the
+ *  output zero point. multiplier (Q31) and shift ([-31, 30]) rescale the product by
+ *  s_a * s_b / s_out (tk_multiply_by_quantized_multiplier), then activation_min / _max clamp. */
+typedef struct {
+    int32_t shape[4], a_stride[4], b_stride[4];
+    int32_t a_offset, b_offset, output_offset, multiplier, shift;
+    int32_t activation_min, activation_max;
+} tk_mul_params;
+
+/** LOGISTIC: size int8 values -> int8 at scale 1/256, zero point -128, by table lookup:
+ *  output = table[input + 128]. table: 256 int8 values, the sigmoid of every input value
+ *  (TFLite's lookup table, computed in float32 and rounded half away from zero when the graph
+ *  was built). */
+typedef struct {
+    int32_t size;
+    const int8_t *table;
+} tk_logistic_params;
+
+/** SLICE: input (4-D, leading 1s) -> output of shape size[0..3], the box starting at begin[d]
+ *  along each axis d; 0 <= begin[d], begin[d] + size[d] <= input_shape[d]. A copy: the output
+ *  keeps the input's scale and zero point. */
+typedef struct {
+    int32_t input_shape[4], begin[4], size[4];
+} tk_slice_params;
+
+/** CONCATENATION of n_inputs tensors along one axis (any rank); every input shares the
+ *  output's scale and zero point, so this is a copy. Each tensor is read as `outer` blocks
+ *  (outer: the product of the dimensions before the axis); input k's blocks hold
+ *  input_block[k] values (its dimensions from the axis on, multiplied), and output block b is
+ *  block b of input 0, then of input 1, ... */
+typedef struct {
+    int32_t n_inputs, outer;
+    const int32_t *input_block;
+} tk_concatenation_params;
+
 /** TFLite's MultiplyByQuantizedMultiplier: round(x * multiplier / 2^31 * 2^shift), double
  *  rounding (see the file comment). x: any int32; shift in [-31, 30]. */
 int32_t tk_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
@@ -161,6 +198,12 @@ void tk_add_s8(const tk_add_params *p, const int8_t *a, const int8_t *b, int8_t 
 void tk_softmax_s8(const tk_softmax_params *p, const int8_t *input, int8_t *output);
 void tk_requantize_s8(const tk_requantize_params *p, const int8_t *input, int8_t *output);
 void tk_pad_s8(const tk_pad_params *p, const int8_t *input, int8_t *output);
+void tk_mul_s8(const tk_mul_params *p, const int8_t *a, const int8_t *b, int8_t *output);
+void tk_logistic_s8(const tk_logistic_params *p, const int8_t *input, int8_t *output);
+void tk_slice_s8(const tk_slice_params *p, const int8_t *input, int8_t *output);
+/** inputs: n_inputs pointers, one per input tensor, in the graph's order. */
+void tk_concatenation_s8(const tk_concatenation_params *p, const int8_t *const *inputs,
+                         int8_t *output);
 /** Copy `size` int8 values (graph inputs in, outputs out). */
 void tk_copy_s8(const int8_t *input, int8_t *output, int32_t size);
 
