@@ -92,7 +92,8 @@ def test_float_file_matches_pytorch(tone, tone_corpus, family, tmp_path):
     np.testing.assert_allclose(got.reshape(expected.shape), expected, atol=1e-4, rtol=1e-5)
 
 
-def test_pruned_models_export_exactly(tone, tone_corpus):
+@pytest.mark.parametrize("family", ["dscnn", "bcresnet"])
+def test_pruned_models_export_exactly(tone, tone_corpus, family):
     """Structured (narrower layers) and unstructured (zeroed weights) pruning both export."""
     from tinykws.export.float_graph import lower_float
     from tinykws.ir.lower import lower
@@ -100,7 +101,7 @@ def test_pruned_models_export_exactly(tone, tone_corpus):
     from tinykws.prune.unstructured import finalize
     from tinykws.quant import QuantConfig, QuantData, quantize
 
-    model = trained_model(tone_corpus, "dscnn")
+    model = trained_model(tone_corpus, family)
     narrow, _ = prune_without_retraining(model, PruneConfig(method="l1", amount=0.5))
     sparse, _ = prune_without_retraining(model, PruneConfig(method="magnitude", amount=0.6))
     sparse = finalize(sparse)

@@ -61,8 +61,9 @@ def test_every_activation_observer_and_scheme_lowers_exactly(trained, observer, 
         QuantConfig(weight_bits=4),
         QuantConfig(weight_bits=2, weight_observer="mse"),
         QuantConfig(weight_scheme="per_tensor", power_of_two=True),
+        QuantConfig(weight_scheme="per_channel_depthwise"),
     ],
-    ids=["4bit", "2bit-mse", "per-tensor-pow2"],
+    ids=["4bit", "2bit-mse", "per-tensor-pow2", "per-channel-depthwise"],
 )
 def test_narrow_and_per_tensor_weights_lower_exactly(trained, config):
     model, data = trained
@@ -71,6 +72,13 @@ def test_narrow_and_per_tensor_weights_lower_exactly(trained, config):
     if config.power_of_two:
         scales = [float(q.scale) for q in quantized.module.act.values()]
         assert all(np.log2(s) == round(np.log2(s)) for s in scales)
+    if config.weight_scheme == "per_channel_depthwise":
+        graph = lower_if_possible(quantized)
+        for op in graph.ops:
+            if op.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+                weights = graph.tensor(op.inputs[1])
+                depthwise = op.type == "DEPTHWISE_CONV_2D"
+                assert len(weights.scale) == (weights.shape[3] if depthwise else 1)
 
 
 def test_narrow_activations_are_fake_quant_only(trained):
