@@ -211,6 +211,48 @@ def test_add(broadcast, activation):
     assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 3, 4, 5)), _int8(rng, q_shape)])
 
 
+@pytest.mark.parametrize(("in_q", "out_q"), [((0.1, 3), (0.1, 3)), ((0.02, -100), (0.004, 7))])
+def test_mean_over_bins(in_q, out_q):
+    rng = np.random.default_rng(15)
+    b = IntGraphBuilder()
+    x = b.input("x", (BATCH, 6, 20, 5), QuantParams(*in_q))
+    y = b.mean(x, QuantParams(*out_q), axes=(2,))
+    assert b.graph.tensor(y).shape == (BATCH, 6, 1, 5)
+    assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 6, 20, 5))])
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+@pytest.mark.parametrize("activation", ["NONE", "RELU"])
+def test_mul(broadcast, activation):
+    rng = np.random.default_rng(16)
+    b = IntGraphBuilder()
+    p = b.input("p", (BATCH, 3, 4, 5), QuantParams(0.07, -4))
+    q_shape = (BATCH, 3, 1, 5) if broadcast else (BATCH, 3, 4, 5)
+    q = b.input("q", q_shape, QuantParams(0.03, 9))
+    y = b.mul(p, q, QuantParams(0.09, 2), activation=activation)
+    assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 3, 4, 5)), _int8(rng, q_shape)])
+
+
+@pytest.mark.parametrize(("scale", "zero_point"), [(0.004, 0), (0.05, -20), (0.3, 100)])
+def test_logistic_and_silu_on_every_int8_value(scale, zero_point):
+    b = IntGraphBuilder()
+    x = b.input("x", (1, 256), QuantParams(scale, zero_point))
+    sigmoid = b.logistic(x)
+    silu = b.silu(x, QuantParams(scale, zero_point - 10))
+    every = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    assert_litert_equal(b.build([sigmoid, silu]), [every])
+
+
+def test_slice_and_concatenation():
+    rng = np.random.default_rng(17)
+    b = IntGraphBuilder()
+    x = b.input("x", (BATCH, 6, 12, 3), QuantParams(0.05, -7))
+    bands = [b.slice(x, (0, 1, 3 * k, 0), (BATCH, 4, 5, 3)) for k in range(2)]
+    y = b.concatenation([*bands, b.slice(x, (0, 0, 0, 0), (BATCH, 4, 1, 3))], axis=2)
+    assert b.graph.tensor(y).shape == (BATCH, 4, 11, 3)
+    assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 6, 12, 3))])
+
+
 def test_reshape():
     rng = np.random.default_rng(7)
     b = IntGraphBuilder()

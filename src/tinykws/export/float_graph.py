@@ -24,6 +24,7 @@ from tinykws.errors import TinyKWSError
 from tinykws.ir.builder import IntGraphBuilder, Weights
 from tinykws.ir.graph import IntGraph
 from tinykws.ir.lower import (  # shape-only steps and conv options are the same in float
+    NHWC_AXIS,
     _dropout,
     _pad,
     _pair,
@@ -181,7 +182,8 @@ def _pool(ctx: _Context, step) -> str:
 
 
 def _mean(ctx: _Context, step) -> str:
-    return ctx.builder.mean(ctx.names[step.inputs[0]], None, keep_dims=True, name=step.name)
+    axes = [NHWC_AXIS[a] for a in step.axes]
+    return ctx.builder.mean(ctx.names[step.inputs[0]], None, axes=axes, name=step.name)
 
 
 def _add(ctx: _Context, step) -> str:

@@ -231,6 +231,14 @@ def _pad(e: _Emitter, op: Op) -> str:
     return e.node("Pad", [e.value[op.inputs[0]], widths], op.outputs[0])  # zeros: real 0
 
 
+def _mean(e: _Emitter, op: Op) -> str:
+    x = e.value[op.inputs[0]]
+    if sorted(op.options["axes"]) == [1, 2]:
+        return e.node("GlobalAveragePool", [x], op.outputs[0])
+    axes = [_nchw_axis(e, op.inputs[0], a) for a in op.options["axes"]]
+    return e.node("ReduceMean", [x], op.outputs[0], axes=axes, keepdims=1)
+
+
 def _nchw_axis(e: _Emitter, name: str, axis: int) -> int:
     """The ONNX (NCHW) axis of NHWC axis `axis` of IR tensor `name`."""
     return TO_NHWC[axis] if len(e.graph.tensor(name).shape) == 4 else axis
@@ -265,7 +273,7 @@ _EMIT: dict[str, Callable[[_Emitter, Op], str]] = {
     "FULLY_CONNECTED": _fully_connected,
     "MAX_POOL_2D": _pool,
     "AVERAGE_POOL_2D": _pool,
-    "MEAN": lambda e, op: e.node("GlobalAveragePool", [e.value[op.inputs[0]]], op.outputs[0]),
+    "MEAN": _mean,
     "ADD": lambda e, op: _activation(
         e, e.node("Add", [e.value[n] for n in op.inputs], op.outputs[0]), op
     ),

@@ -267,10 +267,17 @@ class IntGraphBuilder:
         return self._pool("AVERAGE_POOL_2D", x, filter_size, stride, padding, activation, name)
 
     def mean(
-        self, x: str, out: QuantParams | None, *, keep_dims: bool = True, name: str | None = None
+        self,
+        x: str,
+        out: QuantParams | None,
+        *,
+        keep_dims: bool = True,
+        axes=(1, 2),
+        name: str | None = None,
     ) -> str:
-        """MEAN over H and W (global average pooling); keep_dims=False adds a RESHAPE to (N, C)."""
-        options = {"axes": [1, 2], "keep_dims": True}
+        """MEAN over H and W (global average pooling) or over W only (axes (2,)); keep_dims=False
+        (global only) adds a RESHAPE to (N, C)."""
+        options = {"axes": [int(a) for a in axes], "keep_dims": True}
         y = self._add("MEAN", [x], out, options, name if keep_dims else None)
         if keep_dims:
             return y

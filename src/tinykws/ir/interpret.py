@@ -204,11 +204,12 @@ def _avg_pool(op, args, ins, out):
 
 
 def _mean(op, args, ins, out):
-    x = args[0]
+    x, axes = args[0], tuple(op.options["axes"])
     if out.dtype == "float32":
-        return x.mean(axis=(1, 2), keepdims=True, dtype=np.float32)
+        return x.mean(axis=axes, keepdims=True, dtype=np.float32)
     p = op.params
-    return k.mean_hw_s8(x, ins[0].zero_point[0], p["multiplier"], p["shift"], out.zero_point[0])
+    zero_points = (ins[0].zero_point[0], p["multiplier"], p["shift"], out.zero_point[0])
+    return k.mean_s8(x, axes, *zero_points)
 
 
 def _add(op, args, ins, out):

@@ -219,16 +219,17 @@ def _divide_truncating(num: np.ndarray, den) -> np.ndarray:
     return np.sign(num) * (np.abs(num) // den)
 
 
-def mean_hw_s8(x, x_zero_point, multiplier, shift, output_zero_point):
-    """TFLite `reference_ops::QuantizedMeanOrSum` over H and W (keep_dims), int8.
+def mean_s8(x, axes, x_zero_point, multiplier, shift, output_zero_point):
+    """TFLite `reference_ops::QuantizedMeanOrSum` over `axes` (keep_dims), int8.
 
-    acc = sum(x) - x_zp * n over the n = H*W pixels (int32); out = MultiplyByQuantizedMultiplier(
-    acc, multiplier, shift) + output zero point, clamped. `multiplier`/`shift` already include
-    the 1/n factor (see `tinykws.ir.ops._mean_prepare`).
-    x: int8 (N, H, W, C) -> int8 (N, 1, 1, C).
+    acc = sum(x) - x_zp * n over the n values averaged (int32); out =
+    MultiplyByQuantizedMultiplier(acc, multiplier, shift) + output zero point, clamped.
+    `multiplier`/`shift` already include the 1/n factor (see `tinykws.ir.params.mean_params`).
+    x: int8 (N, H, W, C) -> int8 with 1 along each axis of `axes` ((1, 2) or (2,)).
     """
-    count = x.shape[1] * x.shape[2]
-    acc = fp.wrap_int32(x.astype(np.int64).sum(axis=(1, 2), keepdims=True) - x_zero_point * count)
+    axes = tuple(int(a) for a in axes)
+    count = int(np.prod([x.shape[a] for a in axes]))
+    acc = fp.wrap_int32(x.astype(np.int64).sum(axis=axes, keepdims=True) - x_zero_point * count)
     acc = fp.multiply_by_quantized_multiplier(acc, multiplier, shift)
     return np.clip(acc + output_zero_point, -128, 127).astype(np.int8)
 

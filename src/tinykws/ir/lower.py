@@ -275,9 +275,13 @@ def _avg_pool(ctx: _Context, step) -> str:
     )
 
 
+NHWC_AXIS = {2: 1, 3: 2}  # NCHW axis -> NHWC axis, for H and W
+
+
 def _mean(ctx: _Context, step) -> str:
+    axes = [NHWC_AXIS[a] for a in step.axes]
     return ctx.builder.mean(
-        ctx.names[step.inputs[0]], ctx.qparams(step.name), keep_dims=True, name=step.name
+        ctx.names[step.inputs[0]], ctx.qparams(step.name), axes=axes, name=step.name
     )
 
 

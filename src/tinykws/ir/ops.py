@@ -214,14 +214,12 @@ def _pool_check(inputs, output, options):
 
 
 def _mean_infer(inputs, options):
-    x = inputs[0]
+    x, axes = inputs[0], sorted(options.get("axes", ()))
     require(
-        len(x.shape) == 4
-        and sorted(options.get("axes", ())) == [1, 2]
-        and options.get("keep_dims", True),
-        "MEAN supports NHWC input over axes (1, 2) with keep_dims (add a RESHAPE after)",
+        len(x.shape) == 4 and axes in ([1, 2], [2]) and options.get("keep_dims", True),
+        "MEAN supports NHWC input over axes (1, 2) or (2,) with keep_dims (add a RESHAPE after)",
     )
-    return (x.shape[0], 1, 1, x.shape[3])
+    return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
 
 
 def _add_infer(inputs, options):

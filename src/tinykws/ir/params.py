@@ -89,16 +89,17 @@ def fully_connected_params(inputs, output, options) -> dict:
 
 
 def mean_params(inputs, output, options):
-    """TFLite's MEAN requantization, with 1/(H*W) folded into the multiplier.
+    """TFLite's MEAN requantization, with 1/n folded into the multiplier.
 
     Prepare: (m, s) = QuantizeMultiplier(s_in / s_out). Eval (reference_ops::QuantizedMeanOrSum)
-    then folds in 1/n, n = H*W: k = min(floor(log2 n), 32, 31 + s); m' = (m << k) / n
-    (truncating); s' = s - k. Both steps are done here, once.
+    then folds in 1/n, n = the number of values averaged (H*W, or W over the bins only):
+    k = min(floor(log2 n), 32, 31 + s); m' = (m << k) / n (truncating); s' = s - k. Both steps
+    are done here, once.
     """
     if output.dtype != "int8":
         return {}
     m, s = fp.quantize_multiplier(_f64(inputs[0].scale[0]) / _f64(output.scale[0]))
-    n = inputs[0].shape[1] * inputs[0].shape[2]
+    n = int(np.prod([inputs[0].shape[a] for a in options.get("axes", (1, 2))]))
     k = min(n.bit_length() - 1, 32, 31 + s)
     return {"multiplier": np.array((m << k) // n, np.int32), "shift": np.array(s - k, np.int32)}
 

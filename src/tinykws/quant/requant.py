@@ -7,7 +7,7 @@ Rounding x / s_out once is not what TFLite does:
   output step (r = the multiplier's right shift), then divided by 2^r with rounding. With 4-bit
   weights r is often only 2-4, so one rounding would be off by one step in several percent of
   the outputs. `weighted_steps` / `add_steps` give the 2^r that `fake_quantize` rounds to first.
-- MEAN sums the int8 inputs and requantizes the integer sum with 1/(H*W) folded into its Q31
+- MEAN sums the int8 inputs and requantizes the integer sum with 1/n folded into its Q31
   multiplier: `fake_mean` recovers the exact sum (the inputs are on their grid) and applies the
   graph's own constants in integers.
 - SiLU is LOGISTIC (a 256-entry table onto scale 1/256) then MUL: `fake_silu` runs the graph's
@@ -68,20 +68,21 @@ def input_shape_of(qm, step) -> tuple[int, ...]:
 
 
 def fake_mean(qm, step, mean: torch.Tensor, quantizer) -> torch.Tensor:
-    """The global average exactly as the integer MEAN computes it."""
+    """The average (over `step.axes`) exactly as the integer MEAN computes it."""
     from tinykws.ir.graph import Tensor
     from tinykws.ir.params import mean_params
 
-    _, channels, height, width = input_shape_of(qm, step)
+    shape = input_shape_of(qm, step)
+    count = int(np.prod([shape[a] for a in step.axes]))
     s_in = float(qm.act[qm.source[step.inputs[0]]].scale)
     scale, zero_point = quantizer.qparams()
     params = mean_params(
-        [Tensor("x", (1, height, width, channels), "int8", (s_in,), (0,))],
-        Tensor("y", (1, 1, 1, channels), "int8", (scale,), (zero_point,)),
-        {},
+        [Tensor("x", (1, count, 1, 1), "int8", (s_in,), (0,))],
+        Tensor("y", (1, 1, 1, 1), "int8", (scale,), (zero_point,)),
+        {"axes": [1, 2]},
     )
     with torch.no_grad():
-        total = round_half_away(mean.detach().double().cpu() * (height * width) / s_in).numpy()
+        total = round_half_away(mean.detach().double().cpu() * count / s_in).numpy()
         q = (
             fp.multiply_by_quantized_multiplier(
                 total.astype(np.int64), params["multiplier"], params["shift"]

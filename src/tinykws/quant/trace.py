@@ -64,6 +64,7 @@ class Step:
             folded into the model, only into the weights the step quantizes and lowers.
         activation: fused activation, "NONE", "RELU" or "RELU6".
         pads: (top, bottom, left, right) zero padding of a conv or pad step.
+        axes: the NCHW axes a mean step averages over: (2, 3) (global) or (3,) (the bins).
     """
 
     name: str
@@ -76,6 +77,7 @@ class Step:
     ssn: str = ""
     activation: str = "NONE"
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    axes: tuple[int, ...] = (2, 3)
 
 
 @dataclass
@@ -281,6 +283,14 @@ def _max_pool(b: _StepBuilder, node, pool: nn.MaxPool2d) -> None:
 
 
 def _avg_pool(b: _StepBuilder, node, pool: nn.AvgPool2d) -> None:
+    height, width = node.args[0].meta["tensor_meta"].shape[2:]
+    stride = _pair(pool.stride or pool.kernel_size)
+    whole = _pair(pool.kernel_size) in ((height, width), (1, width)) and stride[1] == width
+    if whole and not any(_pair(pool.padding)) and not pool.ceil_mode:
+        # an average over every bin (and frame): MEAN, whose output gets its own, finer scale
+        axes = (2, 3) if _pair(pool.kernel_size)[0] == height else (3,)
+        b.add(node, "mean", (b.input_of(node),), node.target, axes=axes)
+        return
     padded = any(_pair(pool.padding))
     if pool.ceil_mode or (padded and pool.count_include_pad) or pool.divisor_override:
         b.refuse(

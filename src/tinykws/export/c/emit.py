@@ -175,8 +175,11 @@ def _pool(kernel: str):
 
 def _mean(ctx: EmitContext, op: Op) -> None:
     (x,), out = ctx.tensors(op)
+    n, h, w, c = x.shape
+    if sorted(op.options["axes"]) == [2]:  # over W only: rows of (N*H) images of height 1
+        n, h = n * h, 1
     fields = {
-        "input": dims(x.shape),
+        "input": dims((n, h, w, c)),
         "input_offset": str(-x.zero_point[0]),
         "output_offset": str(out.zero_point[0]),
         "multiplier": c_int(op.params["multiplier"]),

@@ -109,7 +109,8 @@ typedef struct {
     int32_t activation_min, activation_max;
 } tk_pool_params;
 
-/** MEAN over H and W: (N, H, W, C) -> (N, 1, 1, C). multiplier and shift include 1 / (H * W). */
+/** MEAN over H and W: (N, H, W, C) -> (N, 1, 1, C). multiplier and shift include 1 / (H * W).
+ *  A MEAN over W only is this kernel on (N * H, 1, W, C): the same memory, image by image. */
 typedef struct {
     tk_dims input;
     int32_t input_offset, output_offset, multiplier, shift;
