@@ -121,6 +121,7 @@ LAYERS = {
         nn.Conv2d(1, 3, 3), nn.MaxPool2d(3, 2, padding=1, ceil_mode=True), nn.ReLU()
     ),
     "avg_pool": lambda: nn.Sequential(nn.Conv2d(1, 3, 3), nn.AvgPool2d(2)),
+    "avg_pool_over_bins": lambda: nn.Sequential(nn.Conv2d(1, 3, 3), nn.AvgPool2d((1, 7))),
     "mean_linear": lambda: nn.Sequential(
         nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
     ),
@@ -195,6 +196,16 @@ def test_graph_round_trips_through_json_and_npz(tmp_path):
     x = np.random.default_rng(1).normal(size=(5, 49, 40, 1)).astype(np.float32)
     a, b = interpret(graph, x)["logits"], interpret(loaded, x)["logits"]
     assert np.array_equal(a, b) and np.allclose(a.sum(1), 1.0, atol=0.05)  # softmax output
+
+
+def test_an_average_over_every_bin_lowers_to_mean_over_bins():
+    model = LAYERS["avg_pool_over_bins"]()
+    graph = lower(quantized_module(model, (10, 9)))
+    means = [op for op in graph.ops if op.type == "MEAN"]
+    assert len(means) == 1 and means[0].options["axes"] == [2]
+    assert graph.tensor(means[0].outputs[0]).shape == (1, 8, 1, 3)
+    strided = nn.Sequential(nn.Conv2d(1, 3, 3), nn.AvgPool2d((1, 7), stride=(2, 7)))
+    assert "AVERAGE_POOL_2D" in [op.type for op in lower(quantized_module(strided, (10, 9))).ops]
 
 
 def test_bcresnet_lowers_to_slices_per_sub_band_and_logistic_mul():

@@ -10,6 +10,9 @@ into a list of `Step`s, fusing what the integer ops fuse:
   and shift change along frequency, so it folds into one set of depthwise weights per
   sub-band, each computing its band's rows,
 - SiLU becomes a step of its own (LOGISTIC and MUL in the integer graph),
+- an average pool whose window spans every bin (and every frame, or one frame at stride 1)
+  becomes a mean step, whose output gets a scale of its own: an AVERAGE_POOL_2D would keep its
+  input's scale, too coarse for an average of many values,
 - dropout is kept (it acts during QAT) but lowers to nothing.
 
 Tensors are NCHW as in PyTorch (H = frames, W = bins); `Step.shape` is the output shape for a
@@ -284,11 +287,12 @@ def _max_pool(b: _StepBuilder, node, pool: nn.MaxPool2d) -> None:
 
 def _avg_pool(b: _StepBuilder, node, pool: nn.AvgPool2d) -> None:
     height, width = node.args[0].meta["tensor_meta"].shape[2:]
-    stride = _pair(pool.stride or pool.kernel_size)
-    whole = _pair(pool.kernel_size) in ((height, width), (1, width)) and stride[1] == width
-    if whole and not any(_pair(pool.padding)) and not pool.ceil_mode:
+    (kh, kw), stride = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
+    whole = kw == width and (kh == height or (kh == 1 and stride[0] == 1))
+    plain = not any(_pair(pool.padding)) and not pool.ceil_mode and not pool.divisor_override
+    if whole and plain:
         # an average over every bin (and frame): MEAN, whose output gets its own, finer scale
-        axes = (2, 3) if _pair(pool.kernel_size)[0] == height else (3,)
+        axes = (2, 3) if kh == height else (3,)
         b.add(node, "mean", (b.input_of(node),), node.target, axes=axes)
         return
     padded = any(_pair(pool.padding))
