@@ -75,6 +75,30 @@ def test_gradients_reach_weights_and_batchnorm_through_the_rounding():
     assert module.net.get_submodule("conv0.bn").weight.grad.abs().sum() > 0
 
 
+def test_bcresnet_trains_through_its_sub_band_weights_and_keeps_their_statistics():
+    from tinykws.ir import interpret
+    from tinykws.ir.lower import lower
+
+    torch.manual_seed(0)
+    spec = {"preset": "bcresnet1", "stage_blocks": [1, 1, 1, 1]}
+    model = randomize_batchnorm(build_model(model_config(spec, 4, (49, 40))))
+    module = QuantModel.prepare(model, QuantConfig(method="qat"))
+    module.calibrate([torch.randn(8, 1, 49, 40)])
+    module.set_mode("fakequant").train()
+    ssn = module.net.get_submodule("stages.0.0.f2.ssn.bn")
+    before = ssn.running_var.clone()
+    x = torch.randn(4, 1, 49, 40)
+    module(x).sum().backward()
+    assert ssn.weight.grad.abs().sum() > 0 and ssn.bias.grad.abs().sum() > 0
+    assert torch.equal(ssn.running_var, before)  # folded with its running statistics
+    module.eval().fold()
+    with torch.no_grad():
+        expected = module(x).numpy()
+    got = interpret(lower(module), x.numpy().transpose(0, 2, 3, 1))["logits"]
+    step = module.qparams(module.trace.output)[0]  # float32 sums may land a tie one step off
+    assert np.abs(expected - got).max() <= 2 * step * (1 + 1e-4)
+
+
 @pytest.mark.slow
 def test_two_bit_qat_converts_to_an_exact_integer_graph_and_beats_ptq(trained):
     model, data = trained

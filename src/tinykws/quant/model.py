@@ -317,19 +317,18 @@ def _weighted(qm: QuantModel, step: Step, args):
         top, bottom, left, right = step.pads
         x = F.pad(x, (left, right, top, bottom))
     layer = qm.net.get_submodule(step.module)
-    bn = qm.net.get_submodule(step.bn or step.ssn) if (step.bn or step.ssn) else None
+    norm = qm.net.get_submodule(step.bn or step.ssn) if (step.bn or step.ssn) else None
     if qm.mode != "fakequant":
         y = _apply(layer, x, layer.weight, layer.bias)
-        return bn(y) if bn is not None else y
-    if step.ssn:
-        return _subspectral(qm, step, layer, bn, x)
-    if bn is not None and bn.training:
-        return _bn_training(qm, step, layer, bn, x)
-    weight, bias = qm.layer_weight_bias(step)
+        return norm(y) if norm is not None else y
+    if step.bn and norm.training:
+        return _bn_training(qm, step, layer, norm, x)
+    weight, bias = qm.layer_weight_bias(step)  # one set per sub-band after a SubSpectralNorm
     quantizer = qm.weight[step.name]
     weight_q = quantizer(weight)
     scale = bias_scale(qm.act[qm.source[step.inputs[0]]].scale, quantizer.scale)
-    return _apply(layer, x, weight_q, fake_quantize_bias(bias, scale))
+    y = _apply(layer, x, weight_q, fake_quantize_bias(bias, scale))
+    return band_select(y, norm.num_subbands) if step.ssn else y
 
 
 def _bn_training(qm: QuantModel, step: Step, layer, bn, x):
@@ -341,15 +340,6 @@ def _bn_training(qm: QuantModel, step: Step, layer, bn, x):
     if layer.bias is not None:
         y = y + layer.bias.reshape(shape)
     return bn(y)
-
-
-def _subspectral(qm: QuantModel, step: Step, layer, ssn, x):
-    """One fake-quantized depthwise conv per sub-band, each bin taken from its band's conv."""
-    weight, bias = qm.layer_weight_bias(step)
-    quantizer = qm.weight[step.name]
-    scale = bias_scale(qm.act[qm.source[step.inputs[0]]].scale, quantizer.scale)
-    y = _apply(layer, x, quantizer(weight), fake_quantize_bias(bias, scale))
-    return band_select(y, ssn.num_subbands)
 
 
 def _module(qm: QuantModel, step: Step, args):
