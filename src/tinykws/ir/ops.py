@@ -230,16 +230,13 @@ def _add_infer(inputs, options):
         raise OpError(f"shapes {a.shape} and {b.shape} do not broadcast") from None
 
 
-def _add_check(inputs, output, options):
+def _binary_check(inputs, output, options):
+    """ADD and MUL: two int8 (or float) inputs, numpy broadcasting."""
     _check_float_or_int8(inputs, output)
     _check_activation(options)
     require(inputs[1].dtype == inputs[0].dtype, "both inputs must have the same dtype")
     if output.dtype == "int8":
         _check_int8_act(inputs[1], "input")
-
-
-def _mul_check(inputs, output, options):
-    _add_check(inputs, output, options)
 
 
 def _logistic_check(inputs, output, options):
@@ -349,13 +346,13 @@ OP_KINDS: dict[str, OpKind] = {
     "MAX_POOL_2D": OpKind(1, _pool_infer, _pool_check, lambda i, o, p: activation_params(o, p)),
     "AVERAGE_POOL_2D": OpKind(1, _pool_infer, _pool_check, lambda i, o, p: activation_params(o, p)),
     "MEAN": OpKind(1, _mean_infer, lambda i, o, p: _check_float_or_int8(i, o), mean_params),
-    "ADD": OpKind(2, _add_infer, _add_check, add_params),
+    "ADD": OpKind(2, _add_infer, _binary_check, add_params),
     "RESHAPE": OpKind(1, _reshape_infer, _reshape_check, _no_params),
     "SOFTMAX": OpKind(1, _same_shape, _softmax_check, softmax_params),
     "QUANTIZE": OpKind(1, _same_shape, _quantize_check, quantize_params),
     "DEQUANTIZE": OpKind(1, _same_shape, _dequantize_check, _no_params),
     "PAD": OpKind(1, _pad_infer, _unary_check, _no_params),
-    "MUL": OpKind(2, _add_infer, _mul_check, mul_params),
+    "MUL": OpKind(2, _add_infer, _binary_check, mul_params),
     "LOGISTIC": OpKind(1, _same_shape, _logistic_check, logistic_params),
     "SLICE": OpKind(1, _slice_infer, _unary_check, _no_params),
     "CONCATENATION": OpKind(0, _concat_infer, _concat_check, _no_params),

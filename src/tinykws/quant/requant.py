@@ -76,7 +76,7 @@ def fake_mean(qm, step, mean: torch.Tensor, quantizer) -> torch.Tensor:
     count = int(np.prod([shape[a] for a in step.axes]))
     s_in = float(qm.act[qm.source[step.inputs[0]]].scale)
     scale, zero_point = quantizer.qparams()
-    params = mean_params(
+    params = mean_params(  # the constants depend only on the scales and the count averaged
         [Tensor("x", (1, count, 1, 1), "int8", (s_in,), (0,))],
         Tensor("y", (1, 1, 1, 1), "int8", (scale,), (zero_point,)),
         {"axes": [1, 2]},
