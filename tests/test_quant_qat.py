@@ -1,11 +1,14 @@
 """Quantization-aware training: BatchNorm and observer freezing, conversion, exactness."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from quant_support import SMALL_COMMANDNET, randomize_batchnorm, tone_data, train_small
 from torch import nn
 
+from tinykws.data.augment import AugmentConfig
 from tinykws.errors import TinyKWSError
 from tinykws.models import build_model, model_config
 from tinykws.quant import QATConfig, QuantConfig, QuantData, quantize
@@ -14,6 +17,7 @@ from tinykws.quant.observers import MovingAverageObserver
 from tinykws.quant.workflow import lower_if_possible, score_backends
 
 SHAPE = (98, 50)
+CLEAN = AugmentConfig(enabled=False)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def test_two_bit_qat_converts_to_an_exact_integer_graph_and_beats_ptq(trained):
     model, data = trained
     calibration = QuantData(data.train_features[:48], data.normalization, data)
     qat = QATConfig(
-        epochs=3, lr=1e-3, batch_size=16, freeze_bn_epoch=1, freeze_observer_epoch=2, augment=False
+        epochs=3, lr=1e-3, batch_size=16, freeze_bn_epoch=1, freeze_observer_epoch=2, augment=CLEAN
     )
     ptq = quantize(model, QuantConfig(weight_bits=2), calibration)
     quantized = quantize(model, QuantConfig(method="qat", weight_bits=2, qat=qat), calibration)
@@ -127,3 +131,52 @@ def test_qat_needs_training_data(trained):
         quantize(
             model, QuantConfig(method="qat"), QuantData(data.train_features[:4], data.normalization)
         )
+
+
+def test_qat_starts_from_the_calibrated_model_and_keeps_its_batchnorm_statistics(
+    trained, monkeypatch
+):
+    # With the training statistics frozen from epoch 0 and the ranges fixed, a vanishing
+    # learning rate leaves the network exactly as calibrated.
+    from tinykws.quant import qat as qat_module
+
+    model, data = trained
+    calibration = QuantData(data.train_features[:48], data.normalization, data)
+    qat = QATConfig(epochs=1, lr=1e-12, batch_size=16, freeze_observer_epoch=0)
+    history = quantize(model, QuantConfig(method="qat", qat=qat), calibration).history
+    start, after = history["val_accuracy"]
+    assert after == start
+    # when each epoch starts, the BatchNorms are frozen from freeze_bn_epoch on
+    train_epoch, frozen = qat_module._train_epoch, []
+
+    def recording(module, *args):
+        frozen.append(module.bn_frozen)
+        return train_epoch(module, *args)
+
+    monkeypatch.setattr(qat_module, "_train_epoch", recording)
+    for freeze_at, expected in ((0, [True, True]), (1, [False, True])):
+        frozen.clear()
+        schedule = replace(qat, epochs=2, freeze_bn_epoch=freeze_at)
+        quantize(model, QuantConfig(method="qat", qat=schedule), calibration)
+        assert frozen == expected
+
+
+def test_qat_fine_tunes_as_the_model_was_trained():
+    from tinykws.quant.qat import as_trained
+
+    recorded = {
+        "train": {"augment": {"snr_db": [10.0, 30.0], "time_masks": 1}, "unknown_weight": 2.5}
+    }
+    resolved = as_trained(QATConfig(), recorded)
+    assert resolved.augment == AugmentConfig(snr_db=(10.0, 30.0), time_masks=1)
+    assert resolved.unknown_weight == 2.5
+    bare = as_trained(QATConfig(), {})  # a checkpoint that does not say: clean batches
+    assert bare.augment == AugmentConfig(enabled=False) and bare.unknown_weight == 1.0
+    chosen = QATConfig(augment=AugmentConfig(enabled=False), unknown_weight=4.0)
+    assert as_trained(chosen, recorded) == chosen
+
+
+def test_batchnorm_statistics_follow_narrow_weights_for_half_the_epochs_by_default():
+    assert QATConfig(epochs=6).bn_freeze_epoch(8) == 0
+    assert QATConfig(epochs=6).bn_freeze_epoch(4) == QATConfig(epochs=6).bn_freeze_epoch(2) == 3
+    assert QATConfig(epochs=6, freeze_bn_epoch=5).bn_freeze_epoch(8) == 5

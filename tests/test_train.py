@@ -10,6 +10,7 @@ import pytest
 import torch
 from support import tone_training_data
 
+from tinykws.config import to_dict
 from tinykws.data.augment import AugmentConfig
 from tinykws.errors import TinyKWSError
 from tinykws.models import MODEL_PRESETS, build_model, model_config
@@ -55,6 +56,14 @@ def test_training_learns_the_tone_corpus(tone_data, tmp_path):
     assert history["train_loss"][-1] < history["train_loss"][0] * 0.5
     assert history["train_accuracy"][-1] >= 0.8  # 12 classes: chance is ~0.08
     assert max(history["val_accuracy"]) >= 0.5
+    from tinykws.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(tmp_path / "best.safetensors")  # what QAT fine-tunes with later
+    assert meta["train"] == {
+        "augment": to_dict(cfg.augment),
+        "unknown_weight": 1.0,
+        "class_weighted": True,
+    }
 
 
 def test_resumed_training_equals_uninterrupted_training(tone_data, tmp_path, monkeypatch):

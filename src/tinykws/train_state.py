@@ -62,7 +62,7 @@ class TrainState:
             scheduler=SCHEDULES[cfg.schedule](optimizer, cfg, steps),
             loss_weights=torch.as_tensor(weights, dtype=torch.float32).to(device),
             noise=torch.from_numpy(np.asarray(data.noise, dtype=np.float32)),
-            meta=dict(meta or {}),
+            meta=dict(meta or {}) | {"train": trained_with(cfg)},
             history=history | {"lr": [], "best_epoch": None},
         )
 
@@ -124,3 +124,15 @@ class TrainState:
         if path.is_file():
             tensors, _ = load_checkpoint(path)
             model.load_state_dict(tensors)
+
+
+def trained_with(cfg) -> dict:
+    """What a checkpoint records of its training run for later fine-tuning (quantization-aware
+    training reuses the augmentation and the `_unknown_` weight)."""
+    from tinykws.config import to_dict
+
+    return {
+        "augment": to_dict(cfg.augment),
+        "unknown_weight": cfg.unknown_weight,
+        "class_weighted": cfg.class_weighted,
+    }

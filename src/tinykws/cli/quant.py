@@ -37,7 +37,13 @@ def register(subparsers) -> None:
     p.add_argument(
         "--unknown-weight",
         type=float,
-        help="QAT: multiply the loss weight of _unknown_, as the model was trained (e.g. 2.5)",
+        help="QAT: multiply the loss weight of _unknown_ (default: the model's training value "
+        "as its checkpoint records it, else 1)",
+    )
+    p.add_argument(
+        "--qat-no-augment",
+        action="store_true",
+        help="QAT: fine-tune on clean features (default: the model's training augmentation)",
     )
     p.add_argument("--sweep-bits", type=comma_ints, help="e.g. 2,4,6,8: sweep weight widths")
     p.add_argument("--schemes", type=comma_words, help="sweep activation schemes, e.g. sym,asym")
@@ -115,6 +121,8 @@ def quant_config_from_args(args):
         )
         if v is not None
     }
+    if args.qat_no_augment:
+        qat["augment"] = {"enabled": False}
     if qat:
         table["qat"] = qat
     config = from_dict(QuantConfig, table, "quantize")

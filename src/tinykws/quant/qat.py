@@ -5,8 +5,11 @@
 2. Fine-tune `qat.epochs` epochs: weights are fake-quantized (folded with the BatchNorm's
    running statistics), activations too, gradients pass straight through the rounding.
    Activation ranges follow a moving average of each batch's min and max until epoch
-   `qat.freeze_observer_epoch`; BatchNorm statistics update until `qat.freeze_bn_epoch`, after
-   which the network trains exactly as it will be folded.
+   `qat.freeze_observer_epoch`; BatchNorm statistics update until `qat.freeze_bn_epoch` (by
+   default not at all at 8 bits, half the epochs below), after which the network trains
+   exactly as it will be folded.
+   The fine-tuning batches are augmented as the model was trained, with its `_unknown_` weight
+   (`as_trained`), unless the config says otherwise.
 3. Convert: keep the epoch with the best validation accuracy (the calibrated start counts as
    epoch 0), fold the BatchNorms for good, freeze the weight scales.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -46,7 +50,7 @@ def quantize_qat(model, config, data) -> QuantizedModel:
         start = quantizer.observer.final_range()
         quantizer.observer = MovingAverageObserver(qcfg.observer_momentum, start)
     module.set_mode("fakequant").to(device)
-    history = fine_tune(module, data.training, qcfg, device)
+    history = fine_tune(module, data.training, qcfg, device, config.weight_bits)
     module.freeze_bn()
     module.freeze_observers()
     module.fold()
@@ -56,7 +60,28 @@ def quantize_qat(model, config, data) -> QuantizedModel:
     return QuantizedModel(module, config, history)
 
 
-def fine_tune(module: QuantModel, training, qcfg, device) -> dict:
+def as_trained(qcfg, meta: dict):
+    """`qcfg` with an unset `augment` and `unknown_weight` filled from the "train" record of a
+    checkpoint's metadata (how `tinykws.train.fit` trained it); without one, no augmentation
+    and weight 1."""
+    from tinykws.config import from_dict
+    from tinykws.data.augment_config import AugmentConfig
+
+    trained = (meta or {}).get("train") or {}
+    augment, unknown_weight = qcfg.augment, qcfg.unknown_weight
+    if augment is None:
+        recorded = trained.get("augment")
+        augment = (
+            from_dict(AugmentConfig, recorded, "train.augment")
+            if recorded is not None
+            else AugmentConfig(enabled=False)
+        )
+    if unknown_weight is None:
+        unknown_weight = float(trained.get("unknown_weight", 1.0))
+    return replace(qcfg, augment=augment, unknown_weight=unknown_weight)
+
+
+def fine_tune(module: QuantModel, training, qcfg, device, weight_bits: int = 8) -> dict:
     """Train `module` in place; leave it holding the epoch with the best validation accuracy."""
     from tinykws.train import OPTIMIZERS, SCHEDULES
 
@@ -69,7 +94,7 @@ def fine_tune(module: QuantModel, training, qcfg, device) -> dict:
     history = {"val_accuracy": [best_accuracy], "train_loss": [], "best_epoch": 0}
     logger.info(f"qat: calibrated start, val acc {best_accuracy:.4f}")
     for epoch in range(qcfg.epochs):
-        if epoch >= qcfg.freeze_bn_epoch:
+        if epoch >= qcfg.bn_freeze_epoch(weight_bits):
             module.freeze_bn()
         if epoch >= qcfg.freeze_observer_epoch:
             module.freeze_observers()
@@ -93,13 +118,11 @@ class _BatchSource:
     """Training batches as `tinykws.train` makes them (augmented when enabled)."""
 
     def __init__(self, training, qcfg, device) -> None:
+        qcfg = as_trained(qcfg, {})
         self.training, self.qcfg, self.device = training, qcfg, device
-        from tinykws.data.augment import AugmentConfig
-
         noise = torch.from_numpy(np.asarray(training.noise, dtype=np.float32))
-        augment = AugmentConfig(enabled=qcfg.augment)
         self.state = SimpleNamespace(
-            data=training, cfg=SimpleNamespace(augment=augment), noise=noise, device=device
+            data=training, cfg=SimpleNamespace(augment=qcfg.augment), noise=noise, device=device
         )
         weights = training.loss_weights(unknown_weight=qcfg.unknown_weight)
         self.weights = torch.from_numpy(weights).to(device)

@@ -13,7 +13,7 @@ a bad option leaves the output folder as it was. The folder then holds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,11 @@ def _mean(values: np.ndarray) -> float:
 def run_job(job: QuantJob) -> dict:
     """Quantize, lower, score, then write everything into `job.out_dir`; returns the summary."""
     from tinykws.quant import quantize
+    from tinykws.quant.qat import as_trained
     from tinykws.quant.sizes import float_memory, quantized_memory
     from tinykws.quant.sweep import run_sweep
 
+    job.config = replace(job.config, qat=as_trained(job.config.qat, job.meta))
     quantized = quantize(job.model, job.config, job.data)
     graph = lower_if_possible(quantized)
     if graph is not None:
