@@ -221,3 +221,22 @@ def test_float_only_steps_refuse_a_quantized_model_in_one_line(float_model, tmp_
     save_checkpoint(tmp_path / "broken.safetensors", tensors, meta)
     with pytest.raises(TinyKWSError, match=r"1 missing and 0 unexpected tensors"):
         load_predictor(tmp_path / "broken.safetensors")
+
+
+def test_qat_from_the_command_line_fine_tunes_as_the_checkpoint_was_trained(
+    float_model, tone_corpus, tmp_path
+):
+    tensors, meta = load_checkpoint(float_model[0])
+    trained = {"augment": {**meta["train"]["augment"], "enabled": True, "time_masks": 1}}
+    trained["unknown_weight"] = 2.0
+    checkpoint = tmp_path / "trained.safetensors"  # as if trained with augmentation
+    save_checkpoint(checkpoint, tensors, meta | {"train": trained})
+    common = ["--method", "qat", "--qat-epochs", "1", "--calibration-per-class", "2"]
+    assert quantize_verb(checkpoint, tone_corpus, tmp_path / "a", *common) == 0
+    qat = json.loads((tmp_path / "a" / "summary.json").read_text())["config"]["qat"]
+    assert qat["augment"] == trained["augment"]
+    assert qat["unknown_weight"] == trained["unknown_weight"]
+    options = [*common, "--qat-no-augment", "--unknown-weight", "3"]
+    assert quantize_verb(checkpoint, tone_corpus, tmp_path / "b", *options) == 0
+    qat = json.loads((tmp_path / "b" / "summary.json").read_text())["config"]["qat"]
+    assert qat["augment"]["enabled"] is False and qat["unknown_weight"] == 3.0
