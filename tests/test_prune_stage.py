@@ -88,6 +88,8 @@ def test_cli_fine_tunes_with_data(trained_run, tone_corpus, tmp_path, capsys):
             str(tone_corpus),
             "--fine-tune-epochs",
             "1",
+            "--unknown-weight",
+            "2",
             "--out",
             str(out),
             "--cache-dir",
@@ -98,6 +100,12 @@ def test_cli_fine_tunes_with_data(trained_run, tone_corpus, tmp_path, capsys):
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["after"]["nonzero_params"] < 0.5 * summary["before"]["nonzero_params"]
     assert "retrain" in summary and "val_accuracy" in summary["after"]
+    from tinykws.checkpoint import load_checkpoint
+
+    meta = load_checkpoint(out)[1]  # how the pruned network was fine-tuned, for QAT later
+    assert meta["train"]["augment"]["enabled"] is False and meta["train"]["unknown_weight"] == 2
+    assert load_checkpoint(source)[1]["train"]["unknown_weight"] == 1
+    assert meta["pruned"]["method"] == "magnitude"
 
 
 @pytest.mark.parametrize(

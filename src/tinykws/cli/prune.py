@@ -193,15 +193,12 @@ def prune_config(args, sweeping: bool):
 
 def run_prune(model, meta, cfg, data, out: Path) -> int:
     from tinykws.checkpoint import save_checkpoint
-    from tinykws.models import config_to_dict
     from tinykws.prune import prune
-    from tinykws.prune.stage import summary_of
+    from tinykws.prune.stage import pruned_meta
 
     pruned, report = prune(model, cfg, data)
-    summary = summary_of(report)
-    save_checkpoint(
-        out, pruned.state_dict(), meta | {"model": config_to_dict(pruned.config), "pruned": summary}
-    )
+    meta = pruned_meta(meta, pruned, report, cfg)
+    save_checkpoint(out, pruned.state_dict(), meta)
     from tinykws.io import write_json
 
     write_json(out.with_suffix(".json"), report)
@@ -211,7 +208,7 @@ def run_prune(model, meta, cfg, data, out: Path) -> int:
         plot_taylor_progress(
             report["history"], out.with_suffix(".taylor.png"), cfg.taylor.minibatches
         )
-    print_summary(summary, out)
+    print_summary(meta["pruned"], out)
     return 0
 
 

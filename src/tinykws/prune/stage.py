@@ -24,7 +24,6 @@ def stage_prune(run) -> dict:
     """Prune the run's final model; returns the figures recorded under "prune" in metrics.json."""
     from tinykws.cache import content_key
     from tinykws.checkpoint import save_checkpoint
-    from tinykws.models import config_to_dict
     from tinykws.predictor import normalization, resolve_model_path
     from tinykws.prune import prune
     from tinykws.prune.config import PruneConfig
@@ -44,8 +43,7 @@ def stage_prune(run) -> dict:
 
         report["sweep"] = sweep(model, cfg.sweep, data, out)
     report["source"] = str(source)
-    pruned_meta = meta | {"model": config_to_dict(pruned.config), "pruned": summary_of(report)}
-    save_checkpoint(out / PRUNED, pruned.state_dict(), pruned_meta)
+    save_checkpoint(out / PRUNED, pruned.state_dict(), pruned_meta(meta, pruned, report, cfg))
     write_outputs(out, cfg, report)
     run.set_final_model(f"prune/{PRUNED}")
     metrics = summary_of(report)
@@ -64,6 +62,18 @@ def load_model(path: Path):
 
     predictor = load_torch(path)
     return predictor.module, predictor.meta
+
+
+def pruned_meta(meta: dict, pruned, report: dict, cfg) -> dict:
+    """The pruned checkpoint's metadata: the source's, with the new architecture, the pruning's
+    headline figures and, when the pruned network was retrained, how (QAT fine-tunes alike)."""
+    from tinykws.models import config_to_dict
+    from tinykws.train_state import trained_with
+
+    extra = {"model": config_to_dict(pruned.config), "pruned": summary_of(report)}
+    if "retrain" in report or cfg.method == "gradual":
+        extra["train"] = trained_with(cfg.retrain)
+    return meta | extra
 
 
 def summary_of(report: dict) -> dict:
