@@ -216,6 +216,15 @@ def test_bcresnet_lowers_to_slices_per_sub_band_and_logistic_mul():
     blocks = sum(model.config.stage_blocks)
     assert types.count("CONCATENATION") == blocks and types.count("SLICE") == 5 * blocks
     assert types.count("LOGISTIC") == types.count("MUL") == blocks
+    # each block's bin average is fused into its temporal conv: weights across every bin at
+    # 1/bins of the temporal weights' scale, one requantization (no MEAN over the bins)
+    assert [op.options["axes"] for op in graph.ops if op.type == "MEAN"] == [[1, 2]]
+    temporal = [op for op in graph.ops if (op.name or "").endswith("temporal_conv")]
+    assert len(temporal) == blocks
+    for op in temporal:
+        weights, x = graph.tensor(op.inputs[1]), graph.tensor(op.inputs[0])
+        assert weights.shape[2] == x.shape[2] > 1 and graph.tensor(op.outputs[0]).shape[2] == 1
+        assert np.all(weights.data == weights.data[:, :, :1])  # the same weight in every bin
 
 
 @pytest.mark.parametrize(

@@ -127,8 +127,11 @@ def _depthwise(ctx: _Context, step) -> str:
             name=step.name,
             **conv_options(layer, step),
         )
+    x = ctx.names[step.inputs[0]]
+    if step.bins:  # a fused bin average: in float, the MEAN the model computes
+        x = ctx.builder.mean(x, None, axes=(2,), name=f"{step.name}/bin_average")
     return ctx.builder.depthwise_conv2d(
-        ctx.names[step.inputs[0]],
+        x,
         weights,
         None,
         name=step.name,

@@ -241,17 +241,25 @@ class QuantModel(nn.Module):
             bias = torch.zeros(layer.weight.shape[0], device=layer.weight.device)
         return layer.weight, bias
 
+    def weight_scale(self, step: Step) -> torch.Tensor:
+        """The weight scales of a weighted step as the graph holds them: after a fused bin
+        average (`Step.bins`), the temporal weights repeat over the bins at 1/bins of their
+        scale (float32)."""
+        scale = self.weight[step.name].scale
+        return (scale / step.bins).float() if step.bins else scale
+
     @torch.no_grad()
     def integer_layer(self, step: Step) -> IntegerLayer:
         """The int weights, weight scales and int32 bias a weighted step holds (as fake-quant)."""
         weight, bias = self.layer_weight_bias(step)
         quantizer = self.weight[step.name]
-        scale = bias_scale(self.act[self.source[step.inputs[0]]].scale, quantizer.scale)
+        weight_scale = self.weight_scale(step)
+        scale = bias_scale(self.act[self.source[step.inputs[0]]].scale, weight_scale)
+        integers = quantizer.integers(weight)
+        if step.bins:
+            integers = integers.repeat(1, 1, 1, step.bins)
         return IntegerLayer(
-            quantizer.integers(weight),
-            quantizer.scale.clone(),
-            quantize_bias(bias, scale),
-            quantizer.bits,
+            integers, weight_scale.clone(), quantize_bias(bias, scale), quantizer.bits
         )
 
     # --- forward ---------------------------------------------------------------------------
@@ -313,6 +321,8 @@ def _apply(layer: nn.Module, x, weight, bias):
 
 def _weighted(qm: QuantModel, step: Step, args):
     x = args[0]
+    if step.bins:  # a fused bin average (Step.bins)
+        x = x.mean(dim=3, keepdim=True)
     if step.kind != "linear" and any(step.pads):
         top, bottom, left, right = step.pads
         x = F.pad(x, (left, right, top, bottom))
@@ -326,7 +336,7 @@ def _weighted(qm: QuantModel, step: Step, args):
     weight, bias = qm.layer_weight_bias(step)  # one set per sub-band after a SubSpectralNorm
     quantizer = qm.weight[step.name]
     weight_q = quantizer(weight)
-    scale = bias_scale(qm.act[qm.source[step.inputs[0]]].scale, quantizer.scale)
+    scale = bias_scale(qm.act[qm.source[step.inputs[0]]].scale, qm.weight_scale(step))
     y = _apply(layer, x, weight_q, fake_quantize_bias(bias, scale))
     return band_select(y, norm.num_subbands) if step.ssn else y
 

@@ -47,7 +47,7 @@ def weighted_steps(qm, step) -> torch.Tensor:
     """2^r of s_in * s_w[c] / s_out as the graph computes it: a double product of the float32
     scales (TFLite's Prepare), except a per-tensor FULLY_CONNECTED's float32 s_in * s_w."""
     s_in = qm.act[qm.source[step.inputs[0]]].scale
-    s_w, s_out = qm.weight[step.name].scale, qm.act[step.name].scale
+    s_w, s_out = qm.weight_scale(step), qm.act[step.name].scale
     if step.kind == "linear" and s_w.numel() == 1:
         return requantize_steps((s_in * s_w).double() / s_out.double())
     return requantize_steps(s_in.double() * s_w.double() / s_out.double())

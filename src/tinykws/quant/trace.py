@@ -68,6 +68,8 @@ class Step:
         activation: fused activation, "NONE", "RELU" or "RELU6".
         pads: (top, bottom, left, right) zero padding of a conv or pad step.
         axes: the NCHW axes a mean step averages over: (2, 3) (global) or (3,) (the bins).
+        bins: a depthwise step that first averages its input over this many bins (an average
+            over every bin right before a depthwise conv of width 1, fused into it); 0 if not.
     """
 
     name: str
@@ -81,6 +83,7 @@ class Step:
     activation: str = "NONE"
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     axes: tuple[int, ...] = (2, 3)
+    bins: int = 0
 
 
 @dataclass
@@ -228,13 +231,20 @@ def _conv(b: _StepBuilder, node, conv: nn.Conv2d) -> None:
     if conv.groups > 1 and not depthwise:
         b.refuse(node, "grouped convolutions other than depthwise have no integer op")
     ph, pw = conv.padding
-    pads, inputs = (ph, ph, pw, pw), (b.input_of(node),)
+    pads, inputs, bins = (ph, ph, pw, pw), (b.input_of(node),), 0
     pad = b.fusable(node, ("pad",))
     if pad is not None:
         b.steps.remove(pad)
         pads = tuple(a + c for a, c in zip(pads, pad.pads))
         inputs = pad.inputs
-    b.add(node, "depthwise" if depthwise else "conv", inputs, node.target, pads=pads)
+    mean = b.fusable(node, ("mean",))
+    if depthwise and mean is not None and mean.axes == (3,) and conv.kernel_size[1] == 1 and not pw:
+        # BC-ResNet's bin average and temporal conv: one depthwise conv over (time, all bins)
+        # with the temporal weights at 1/bins of their scale, requantized once (see
+        # `tinykws.ir.lower`)
+        b.steps.remove(mean)
+        inputs, bins = mean.inputs, int(node.args[0].args[0].meta["tensor_meta"].shape[3])
+    b.add(node, "depthwise" if depthwise else "conv", inputs, node.target, pads=pads, bins=bins)
 
 
 def _linear(b: _StepBuilder, node, linear: nn.Linear) -> None:
