@@ -260,3 +260,17 @@ def test_an_already_folded_model_traces_to_the_same_steps():
     plain = [(s.kind, s.activation) for s in trace_steps(model).steps]
     folded = [(s.kind, s.activation, s.bn) for s in trace_steps(fold_batchnorm(model)).steps]
     assert [(k, a) for k, a, _ in folded] == plain and not any(bn for *_, bn in folded)
+
+
+def test_a_bin_average_before_a_depthwise_conv_of_width_one_is_fused_into_it():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.AvgPool2d((1, 9)),
+        nn.Conv2d(4, 4, (3, 1), padding=(1, 0), groups=4),
+    )
+    module = quantized_module(model, (10, 9))
+    (step,) = [s for s in module.trace.steps if s.kind == "depthwise"]
+    assert step.bins == 9 and "mean" not in [s.kind for s in module.trace.steps]
+    expected, got, scale = compare(module, (10, 9))
+    assert np.abs(expected - got).max() <= LSB_TOLERANCE * scale

@@ -238,7 +238,8 @@ def _conv(b: _StepBuilder, node, conv: nn.Conv2d) -> None:
         pads = tuple(a + c for a, c in zip(pads, pad.pads))
         inputs = pad.inputs
     mean = b.fusable(node, ("mean",))
-    if depthwise and mean is not None and mean.axes == (3,) and conv.kernel_size[1] == 1 and not pw:
+    one_bin = conv.kernel_size[1] == 1 and conv.dilation[1] == 1 and not pw
+    if depthwise and mean is not None and mean.axes == (3,) and one_bin:
         # BC-ResNet's bin average and temporal conv: one depthwise conv over (time, all bins)
         # with the temporal weights at 1/bins of their scale, requantized once (see
         # `tinykws.ir.lower`)
