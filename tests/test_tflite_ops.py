@@ -199,15 +199,26 @@ def test_mean(shape, in_q, out_q):
     assert_litert_equal(b.build([y]), [_int8(rng, shape)])
 
 
+# (op, seed, activation, the second input's shape when it broadcasts)
+BINARY = [
+    (op, seed, activation, broadcast_shape)
+    for op, seed, activations, broadcast_shape in (
+        ("add", 6, ("NONE", "RELU6"), (1, 1, 1, 5)),
+        ("mul", 16, ("NONE", "RELU"), (BATCH, 3, 1, 5)),
+    )
+    for activation in activations
+]
+
+
 @pytest.mark.parametrize("broadcast", [False, True])
-@pytest.mark.parametrize("activation", ["NONE", "RELU6"])
-def test_add(broadcast, activation):
-    rng = np.random.default_rng(6)
+@pytest.mark.parametrize(("op", "seed", "activation", "broadcast_shape"), BINARY)
+def test_add_and_mul(op, seed, activation, broadcast_shape, broadcast):
+    rng = np.random.default_rng(seed)
     b = IntGraphBuilder()
     p = b.input("p", (BATCH, 3, 4, 5), QuantParams(0.07, -4))
-    q_shape = (1, 1, 1, 5) if broadcast else (BATCH, 3, 4, 5)
+    q_shape = broadcast_shape if broadcast else (BATCH, 3, 4, 5)
     q = b.input("q", q_shape, QuantParams(0.03, 9))
-    y = b.add(p, q, QuantParams(0.09, 2), activation=activation)
+    y = getattr(b, op)(p, q, QuantParams(0.09, 2), activation=activation)
     assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 3, 4, 5)), _int8(rng, q_shape)])
 
 
@@ -219,18 +230,6 @@ def test_mean_over_bins(in_q, out_q):
     y = b.mean(x, QuantParams(*out_q), axes=(2,))
     assert b.graph.tensor(y).shape == (BATCH, 6, 1, 5)
     assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 6, 20, 5))])
-
-
-@pytest.mark.parametrize("broadcast", [False, True])
-@pytest.mark.parametrize("activation", ["NONE", "RELU"])
-def test_mul(broadcast, activation):
-    rng = np.random.default_rng(16)
-    b = IntGraphBuilder()
-    p = b.input("p", (BATCH, 3, 4, 5), QuantParams(0.07, -4))
-    q_shape = (BATCH, 3, 1, 5) if broadcast else (BATCH, 3, 4, 5)
-    q = b.input("q", q_shape, QuantParams(0.03, 9))
-    y = b.mul(p, q, QuantParams(0.09, 2), activation=activation)
-    assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 3, 4, 5)), _int8(rng, q_shape)])
 
 
 @pytest.mark.parametrize(("scale", "zero_point"), [(0.004, 0), (0.05, -20), (0.3, 100)])

@@ -244,7 +244,8 @@ def _conv(b: _StepBuilder, node, conv: nn.Conv2d) -> None:
         # with the temporal weights at 1/bins of their scale, requantized once (see
         # `tinykws.ir.lower`)
         b.steps.remove(mean)
-        inputs, bins = mean.inputs, int(node.args[0].args[0].meta["tensor_meta"].shape[3])
+        window = _pair(b.model.get_submodule(mean.module).kernel_size)  # spans every bin
+        inputs, bins = mean.inputs, int(window[1])
     b.add(node, "depthwise" if depthwise else "conv", inputs, node.target, pads=pads, bins=bins)
 
 
