@@ -109,6 +109,24 @@ def test_cli_fine_tunes_with_data(trained_run, tone_corpus, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    ("options", "augmented", "unknown_weight"),
+    [([], True, 2.5), (["--no-augment", "--unknown-weight", "1.5"], False, 1.5)],
+)
+def test_cli_fine_tuning_defaults_to_the_models_training(options, augmented, unknown_weight):
+    from tinykws.cli import build_parser
+    from tinykws.cli.prune import prune_config
+
+    meta = {"train": {"augment": {"enabled": True, "time_shift_ms": 50.0}, "unknown_weight": 2.5}}
+    args = build_parser().parse_args(["prune", "m", "--method", "taylor", "--out", "o", *options])
+    cfg = prune_config(args, False, meta)
+    assert cfg.retrain.augment.enabled is augmented
+    assert cfg.retrain.unknown_weight == cfg.taylor.unknown_weight == unknown_weight
+    if augmented:
+        assert cfg.retrain.augment.time_shift_ms == 50.0
+    assert prune_config(args, False, {}).retrain.augment.enabled is False  # no record
+
+
+@pytest.mark.parametrize(
     "extra, message",
     [
         (["--method", "l1", "--amount", "1.0"], r"prune.amount must be in \[0.0, 1.0\)"),

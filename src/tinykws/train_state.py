@@ -136,3 +136,20 @@ def trained_with(cfg) -> dict:
         "unknown_weight": cfg.unknown_weight,
         "class_weighted": cfg.class_weighted,
     }
+
+
+def recorded_training(meta: dict | None):
+    """(AugmentConfig, `_unknown_` weight) a checkpoint was trained with, from the "train"
+    record `trained_with` writes into its metadata; without one, no augmentation and weight 1.
+    Fine-tuning (pruning, quantization-aware training) defaults to these."""
+    from tinykws.config import from_dict
+    from tinykws.data.augment_config import AugmentConfig
+
+    trained = (meta or {}).get("train") or {}
+    recorded = trained.get("augment")
+    augment = (
+        from_dict(AugmentConfig, recorded, "train.augment")
+        if recorded is not None
+        else AugmentConfig(enabled=False)
+    )
+    return augment, float(trained.get("unknown_weight", 1.0))

@@ -99,9 +99,13 @@ def _add_fine_tune_options(p) -> None:
     p.add_argument(
         "--unknown-weight",
         type=float,
-        default=1.0,
-        help="multiply the loss weight of _unknown_ while fine-tuning and scoring, as the "
-        "model was trained (e.g. 2.5 for recipes/real10.toml)",
+        help="multiply the loss weight of _unknown_ while fine-tuning and scoring "
+        "(default: the value the model was trained with, else 1)",
+    )
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="fine-tune on clean cached features (default: the model's training augmentation)",
     )
 
 
@@ -127,7 +131,8 @@ def prune_verb(args) -> int:
     from tinykws.prune.stage import load_model
 
     sweeping = bool(args.amounts)
-    cfg = prune_config(args, sweeping)
+    model, meta = load_model(resolve_model_path(args.model))
+    cfg = prune_config(args, sweeping, meta)
     needs_data = sweeping or args.method in ("taylor", "gradual") or cfg.retrain_enabled
     if needs_data and not args.data:
         raise TinyKWSError(f"--method {args.method} with these options needs --data ROOT")
@@ -136,7 +141,6 @@ def prune_verb(args) -> int:
         raise TinyKWSError(f"--out {out}: the pruned model is a .safetensors file")
     if sweeping and out.exists() and not out.is_dir():
         raise TinyKWSError(f"--out {out}: a sweep writes into a folder; this is a file")
-    model, meta = load_model(resolve_model_path(args.model))
     data = None
     if args.data:
         from tinykws.cache import DEFAULT_CACHE_DIR
@@ -148,12 +152,19 @@ def prune_verb(args) -> int:
     return run_prune(model, meta, cfg, data, out)
 
 
-def prune_config(args, sweeping: bool):
-    """The `PruneConfig` (with a `SweepConfig` when sweeping) the arguments describe."""
-    from tinykws.data.augment import AugmentConfig
+def prune_config(args, sweeping: bool, meta: dict):
+    """The `PruneConfig` (with a `SweepConfig` when sweeping) the arguments describe; fine-tuning
+    defaults to the augmentation and `_unknown_` weight of the model's training (`meta`)."""
+    from tinykws.data.augment_config import AugmentConfig
     from tinykws.prune.config import PruneConfig, SweepConfig, TaylorConfig
     from tinykws.train import TrainConfig
+    from tinykws.train_state import recorded_training
 
+    augment, unknown_weight = recorded_training(meta)
+    if args.no_augment:
+        augment = AugmentConfig(enabled=False)
+    if args.unknown_weight is not None:
+        unknown_weight = args.unknown_weight
     default_epochs = 10 if sweeping or args.method == "gradual" else 0
     epochs = default_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs
     fine_tune = TrainConfig(
@@ -164,12 +175,12 @@ def prune_config(args, sweeping: bool):
         schedule="constant",
         weight_decay=0.0,
         label_smoothing=0.0,
-        unknown_weight=args.unknown_weight,
+        unknown_weight=unknown_weight,
         distill_weight=args.distill,
-        augment=AugmentConfig(enabled=False),
+        augment=augment,
     )
     taylor = TaylorConfig(
-        unknown_weight=args.unknown_weight,
+        unknown_weight=unknown_weight,
         max_iterations=args.max_iterations,
         max_to_prune=args.max_to_prune,
         minibatches=args.minibatches,

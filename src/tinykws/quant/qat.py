@@ -64,20 +64,13 @@ def as_trained(qcfg, meta: dict):
     """`qcfg` with an unset `augment` and `unknown_weight` filled from the "train" record of a
     checkpoint's metadata (how `tinykws.train.fit` trained it); without one, no augmentation
     and weight 1."""
-    from tinykws.config import from_dict
-    from tinykws.data.augment_config import AugmentConfig
+    from tinykws.train_state import recorded_training
 
-    trained = (meta or {}).get("train") or {}
-    augment, unknown_weight = qcfg.augment, qcfg.unknown_weight
-    if augment is None:
-        recorded = trained.get("augment")
-        augment = (
-            from_dict(AugmentConfig, recorded, "train.augment")
-            if recorded is not None
-            else AugmentConfig(enabled=False)
-        )
-    if unknown_weight is None:
-        unknown_weight = float(trained.get("unknown_weight", 1.0))
+    augment, unknown_weight = recorded_training(meta)
+    if qcfg.augment is not None:
+        augment = qcfg.augment
+    if qcfg.unknown_weight is not None:
+        unknown_weight = qcfg.unknown_weight
     return replace(qcfg, augment=augment, unknown_weight=unknown_weight)
 
 
