@@ -31,6 +31,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--weight-observer", help="minmax or mse")
     p.add_argument("--power-of-two", action="store_true", help="power-of-two scales")
+    p.add_argument(
+        "--equalize",
+        action="store_true",
+        help="cross-layer equalization before calibration: per-tensor weight scales then fit "
+        "every channel (ptq, qat)",
+    )
     p.add_argument("--calibration-per-class", type=int, help="calibration clips per class")
     p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs")
     p.add_argument("--qat-lr", type=float, help="QAT learning rate")
@@ -75,6 +81,7 @@ summary.json and size charts; with --sweep-bits also sweep.json, sweep.csv and s
 examples:
   tinykws quantize runs/real10 --data DIR --out runs/real10_int8
   tinykws quantize runs/real10 --data DIR --out q4 --method qat --bits 4 --qat-epochs 8
+  tinykws quantize runs/real10 --data DIR --out small --weight-scheme per_tensor --equalize
   tinykws quantize runs/real10 --data DIR --out sweep --sweep-bits 2,4,6,8 \\
       --schemes sym,asym --methods ptq,qat
 """
@@ -110,8 +117,9 @@ def quant_config_from_args(args):
         for opt, key in OPTION_KEYS.items()
         if getattr(args, opt) is not None
     }
-    if args.power_of_two:
-        table["power_of_two"] = True
+    for flag in ("power_of_two", "equalize"):
+        if getattr(args, flag):
+            table[flag] = True
     qat = {
         k: v
         for k, v in (

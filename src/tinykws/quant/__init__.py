@@ -116,6 +116,10 @@ class QuantConfig:
         weight_observer: minmax or mse.
         percentile: for the percentile observer, e.g. 99.99.
         power_of_two: round every scale up to a power of two (shift-only hardware).
+        equalize: cross-layer equalization before calibration (`tinykws.quant.equalize`):
+            channel scales move between consecutive layers so that per-tensor weight scales
+            fit every channel (real10 DS-CNN-S, int8 per tensor: see README). Folds
+            BatchNorm first, so QAT then fine-tunes the folded weights. ptq and qat only.
         calibration_per_class: calibration clips drawn per class (balanced, seeded).
         calibration_split: the split they are drawn from.
         seed: draws the calibration set.
@@ -131,6 +135,7 @@ class QuantConfig:
     weight_observer: str = "minmax"
     percentile: float = 99.99
     power_of_two: bool = False
+    equalize: bool = False
     calibration_per_class: int = 20
     calibration_split: str = "train"
     seed: int = 0
@@ -151,6 +156,8 @@ class QuantConfig:
         check_choice(
             "quantize.calibration_split", self.calibration_split, ("train", "validation", "test")
         )
+        if self.equalize and self.method == "dynamic":
+            raise TinyKWSError("quantize.equalize works with methods ptq and qat, not dynamic")
         for name in ("weight_bits", "activation_bits", "calibration_per_class"):
             if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
                 raise TinyKWSError(

@@ -170,6 +170,16 @@ class QuantModel(nn.Module):
                 replace_module(self.net, step.bn, nn.Identity())
                 step.bn = ""
 
+    def equalize(self) -> int:
+        """Fold, then cross-layer equalize the network in place (`tinykws.quant.equalize`);
+        returns how many layer pairs were rescaled."""
+        from tinykws.quant.equalize import equalizable_pairs, equalize
+
+        self.fold()
+        pairs = equalizable_pairs(self.trace, self.net)
+        equalize(self.net, pairs)
+        return len(pairs)
+
     def freeze_bn(self) -> None:
         """BatchNorms use (and stop updating) their running statistics from now on."""
         self.bn_frozen = True

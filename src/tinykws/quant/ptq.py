@@ -26,8 +26,11 @@ def quantize_ptq(model, config, data) -> QuantizedModel:
     """Fold, calibrate on `data.calibration`, freeze: a fake-quant model ready to lower."""
     module = QuantModel.prepare(model, config)
     module.fold()
+    history = {"calibration_clips": int(len(data.calibration))}
+    if config.equalize:
+        history["equalized_pairs"] = module.equalize()
     module.calibrate(feature_batches(data.calibration, data.normalization))
     module.freeze_weights()
     module.freeze_observers()
     module.set_mode("fakequant")
-    return QuantizedModel(module, config, {"calibration_clips": int(len(data.calibration))})
+    return QuantizedModel(module, config, history)

@@ -45,6 +45,7 @@ def quantize_qat(model, config, data) -> QuantizedModel:
     torch.manual_seed(qcfg.seed)
     device = pick_device(qcfg.device)
     module = QuantModel.prepare(model, config)
+    pairs = module.equalize() if config.equalize else None
     module.calibrate(feature_batches(data.calibration, data.normalization))
     for quantizer in module.act.values():
         start = quantizer.observer.final_range()
@@ -57,6 +58,8 @@ def quantize_qat(model, config, data) -> QuantizedModel:
     module.freeze_weights()
     module.cpu().eval()
     history["calibration_clips"] = int(len(data.calibration))
+    if pairs is not None:
+        history["equalized_pairs"] = pairs
     return QuantizedModel(module, config, history)
 
 

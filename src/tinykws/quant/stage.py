@@ -125,7 +125,8 @@ def report_section(run_dir: str | Path) -> str:
     config = summary["config"]
     intro = (
         f"<p>{html.escape(summary['method'].upper())}: {config['weight_bits']}-bit weights "
-        f"({config['weight_scheme']}), {config['activation_bits']}-bit activations "
+        f"({config['weight_scheme']}{', cross-layer equalized' if config.get('equalize') else ''}"
+        f"), {config['activation_bits']}-bit activations "
         f"({config['activation_scheme']}); {summary['compression_ratio']:.1f}x smaller "
         f"parameter memory than the original.</p>"
     )
