@@ -7,7 +7,13 @@ each exported file runs in its runtime: the .tflite in LiteRT with its builtin r
 folder as a host build, the .onnx in ONNX Runtime. Printed per file: clips whose int8 outputs
 equal the graph's exactly, the largest difference in output steps, and top-1 agreement.
 
+With `--trace N`, the .tflite also runs on the first N clips in LiteRT's default kernels with
+every op's output exposed, and each op that differs from the graph is printed (share of its
+outputs that differ, largest difference in steps): where differences start, and how the network
+grows them.
+
     python benchmarks/exactness.py runs/real10_bcresnet --data ../shared/data/speech_commands_dev
+    python benchmarks/exactness.py runs/real10_bcresnet --data ... --trace 100
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("run", type=Path, help="a run directory with quantize/ and export/")
     parser.add_argument("--data", required=True, help="the dataset folder of the run")
     parser.add_argument("--split", default="validation", help="split to run (default validation)")
+    parser.add_argument(
+        "--trace", type=int, default=0, metavar="N", help="compare every op's output on N clips"
+    )
     return parser.parse_args()
 
 
@@ -97,6 +106,47 @@ def main() -> None:
         exact = int(np.all(steps == 0, axis=1).sum())
         agree = float(np.mean(theirs.argmax(1) == ours.argmax(1)))
         print(f"{name:42s} {exact:7d}/{len(ours):<4d} {int(steps.max()):10d} {100 * agree:12.2f}%")
+    if args.trace:
+        trace_ops(graph, meta, features[: args.trace])
+
+
+def trace_ops(graph: IntGraph, meta: dict, features: np.ndarray, resolver: str = "AUTO") -> None:
+    """Print each op whose int8 output in LiteRT's `resolver` kernels differs from the graph's."""
+    import copy
+
+    from ai_edge_litert import interpreter as litert
+
+    from tinykws.export.tflite import tflite_bytes
+    from tinykws.ir.kernels import quantize_f32_s8
+    from tinykws.ir.transform import with_io_dtype
+
+    graph = with_io_dtype(graph, "int8")
+    exposed = copy.copy(graph)
+    exposed.outputs = [op.outputs[0] for op in graph.ops]
+    batch = next(iter(feature_batches(features, normalization(meta), len(features))))
+    source = graph.tensor(graph.inputs[0])
+    x = quantize_f32_s8(batch.numpy().transpose(0, 2, 3, 1), source.scale[0], source.zero_point[0])
+    ours = interpret(graph, x, return_all=True, runtime="litert")
+    it = litert.Interpreter(
+        model_content=tflite_bytes(exposed),
+        experimental_op_resolver_type=getattr(litert.OpResolverType, resolver),
+    )
+    it.allocate_tensors()
+    theirs = {name: [] for name in exposed.outputs}
+    for clip in x:
+        it.set_tensor(it.get_input_details()[0]["index"], clip[None])
+        it.invoke()
+        for name, detail in zip(exposed.outputs, it.get_output_details()):
+            theirs[name].append(it.get_tensor(detail["index"]).copy())
+    print(f"\nops whose outputs differ in LiteRT's {resolver} kernels, {len(x)} clips:")
+    for index, op in enumerate(graph.ops):
+        name = op.outputs[0]
+        steps = np.abs(np.concatenate(theirs[name]).astype(int) - ours[name].astype(int))
+        if steps.any():
+            print(
+                f"{index:4d} {op.type:18s} {name:44s} {100 * np.mean(steps > 0):6.2f}% "
+                f"max {int(steps.max())}"
+            )
 
 
 if __name__ == "__main__":

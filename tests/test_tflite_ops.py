@@ -246,6 +246,22 @@ def test_add_and_mul(op, seed, activation, broadcast_shape, broadcast):
     assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 3, 4, 5)), _int8(rng, q_shape)])
 
 
+@pytest.mark.parametrize("shape", [(BATCH, 25, 1, 12), (BATCH, 25, 5, 12)])
+def test_whole_window_average_pool_is_exact_in_every_litert_path(shape):
+    # AVERAGE_POOL_2D sums and divides in integers in every LiteRT kernel set, so it is the
+    # one average whose outputs do not move in the default path (MEAN's optimised kernel
+    # rounds in float32: test_mean allows it 1 LSB)
+    rng = np.random.default_rng(3)
+    b = IntGraphBuilder()
+    x = b.input("x", shape, QuantParams(0.07, -20))
+    y = b.avg_pool2d(x, shape[1:3], stride=(1, 1))
+    graph = b.build([y])
+    values = _int8(rng, shape)
+    ours = interpret(graph, values)[y]
+    for kernels in ("BUILTIN_REF", "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "AUTO"):
+        np.testing.assert_array_equal(run_litert(tflite_bytes(graph), [values], kernels)[0], ours)
+
+
 @pytest.mark.parametrize(("in_q", "out_q"), [((0.1, 3), (0.1, 3)), ((0.02, -100), (0.004, 7))])
 def test_mean_over_bins(in_q, out_q):
     rng = np.random.default_rng(15)
