@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -98,7 +99,7 @@ def _channels(net: nn.Module, step: Step) -> int:
 
 def _elements(trace: Trace, name: str) -> int:
     shape = trace.input_shape if name == "input" else trace.step(name).shape
-    return int(torch.tensor(shape[1:]).prod())
+    return math.prod(shape[1:])
 
 
 def _reads_channels(net: nn.Module, step: Step, channels: int) -> bool:
