@@ -13,6 +13,26 @@ def register(subparsers) -> None:
         quantize_verb,
         QUANTIZE_HELP,
     )
+    _add_quantize_options(p)
+
+    p = add_verb(
+        subparsers,
+        "compare",
+        "compare two models: accuracy, drop, size, predictions",
+        compare_verb,
+        COMPARE_HELP,
+    )
+    p.add_argument("model_a", help="model file or run directory (e.g. the float model)")
+    p.add_argument("model_b", help="model file or run directory (e.g. the quantized model)")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="validation", choices=["train", "validation", "test", "all"])
+    p.add_argument("--backend-a", help="torch, fakequant or int (default: int when available)")
+    p.add_argument("--backend-b", help="torch, fakequant or int (default: int when available)")
+    p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
+    p.add_argument("--cache-dir", help="keep decoded audio and features here between runs")
+
+
+def _add_quantize_options(p) -> None:
     p.add_argument("model", help="float checkpoint or run directory")
     p.add_argument("--data", required=True, help="the dataset folder the model was trained on")
     p.add_argument("--out", required=True, help="folder for model.safetensors, model.json, ...")
@@ -54,22 +74,6 @@ def register(subparsers) -> None:
     p.add_argument("--sweep-bits", type=comma_ints, help="e.g. 2,4,6,8: sweep weight widths")
     p.add_argument("--schemes", type=comma_words, help="sweep activation schemes, e.g. sym,asym")
     p.add_argument("--methods", type=comma_words, help="sweep methods, e.g. ptq,qat")
-    p.add_argument("--cache-dir", help="keep decoded audio and features here between runs")
-
-    p = add_verb(
-        subparsers,
-        "compare",
-        "compare two models: accuracy, drop, size, predictions",
-        compare_verb,
-        COMPARE_HELP,
-    )
-    p.add_argument("model_a", help="model file or run directory (e.g. the float model)")
-    p.add_argument("model_b", help="model file or run directory (e.g. the quantized model)")
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--split", default="validation", choices=["train", "validation", "test", "all"])
-    p.add_argument("--backend-a", help="torch, fakequant or int (default: int when available)")
-    p.add_argument("--backend-b", help="torch, fakequant or int (default: int when available)")
-    p.add_argument("--json", dest="json_out", help="write the comparison as JSON here")
     p.add_argument("--cache-dir", help="keep decoded audio and features here between runs")
 
 
