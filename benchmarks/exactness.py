@@ -2,10 +2,12 @@
 
 For every clip of a split (validation by default), the integer graph of the run's quantize stage
 is interpreted (`tinykws.ir.interpret`, with LiteRT's and with TFLite Micro's arithmetic), and
-each exported file runs in its runtime: the .tflite in LiteRT with its builtin reference kernels
-(the arithmetic of TFLite Micro and CMSIS-NN) and with its default kernels (XNNPACK), the C
-folder as a host build, the .onnx in ONNX Runtime. Printed per file: clips whose int8 outputs
-equal the graph's exactly, the largest difference in output steps, and top-1 agreement.
+each exported file runs in its runtime: the .tflite in TensorFlow Lite Micro's own interpreter
+(the `tflite-micro` package), in LiteRT with its builtin reference kernels (the arithmetic of
+TFLite Micro and CMSIS-NN, but for FULLY_CONNECTED's rounding of ties) and with its default
+kernels (XNNPACK), the C folder as a host build, the .onnx in ONNX Runtime. Printed per file:
+clips whose int8 outputs equal the graph's exactly, the largest difference in output steps, and
+top-1 agreement.
 
 With `--trace N`, the .tflite also runs on the first N clips in LiteRT's default kernels with
 every op's output exposed, and each op that differs from the graph is printed (share of its
@@ -65,6 +67,7 @@ def file_runs(run: Path, meta: dict) -> dict:
     runs = {}
     tflite = export / "model.tflite"
     if tflite.is_file():
+        runs["tflite, TFLite Micro"] = (load_tflite_predictor(tflite, "tflm"), "tflm")
         runs["tflite, LiteRT reference kernels"] = (
             load_tflite_predictor(tflite, "reference"),
             "litert",

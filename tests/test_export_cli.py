@@ -79,6 +79,7 @@ def test_reference_backend_and_bad_backend(quantized_file, tone_corpus, tmp_path
     out = tmp_path / "m.tflite"
     assert main(["export", str(quantized_file), "--format", "tflite", "--out", str(out)]) == 0
     assert main(["evaluate", str(out), "--data", str(tone_corpus), "--backend", "reference"]) == 0
+    assert main(["evaluate", str(out), "--data", str(tone_corpus), "--backend", "tflm"]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(out), "--data", str(tone_corpus), "--backend", "int"]) == 2
     assert "litert or reference" in one_error_line(capsys)
@@ -138,3 +139,30 @@ def test_c_export(quantized_file, tmp_path, capsys):
     assert main(["export", str(quantized_file), "--format", "c", "--out", str(out)]) == 0
     assert (out / "model.c").is_file() and (out / "kernels.c").is_file()
     assert "int8" in capsys.readouterr().out
+
+
+def test_compact_bias_flag(tone_corpus, tmp_path, capsys):
+    """--compact-bias writes the smaller file XNNPACK declines; the default is the fast one
+    (--bias-scales, the old opt-in to it, is still accepted)."""
+    from export_helpers import int8_graph
+
+    from tinykws.config import to_dict
+    from tinykws.export.runtimes import litert_undelegated_ops
+    from tinykws.features import frontend_config
+
+    graph = int8_graph(tone_corpus, "dscnn")
+    graph.metadata["frontend"] = to_dict(frontend_config("micro"))
+    graph.save(tmp_path / "g.json")
+    sizes = {}
+    for flags in ([], ["--compact-bias"], ["--bias-scales"]):
+        out = tmp_path / f"m{len(sizes)}.tflite"
+        args = ["export", str(tmp_path / "g.json"), "--format", "tflite", "--out", str(out)]
+        assert main(args + flags) == 0
+        sizes[" ".join(flags)] = (out.stat().st_size, litert_undelegated_ops(out))
+    assert sizes[""] == sizes["--bias-scales"] and sizes[""][1] == []
+    assert sizes["--compact-bias"][0] < sizes[""][0]
+    assert "CONV_2D" in sizes["--compact-bias"][1]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "--compact-bias" in capsys.readouterr().out

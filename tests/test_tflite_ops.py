@@ -1,8 +1,9 @@
 """Exported one-op graphs run in LiteRT equal tinykws.ir.interpret exactly (atol = 0).
 
 Each case builds a tiny IntGraph from random int8 tensors and per-channel scales, writes it with
-tinykws.export.tflite, and runs it with LiteRT's builtin reference kernels (no XNNPACK), the
-arithmetic TFLite Micro uses. The default (XNNPACK) path may round differently: at most 1 LSB.
+tinykws.export.tflite (biases with and without their quantization), and runs it with LiteRT's
+builtin reference kernels (no XNNPACK), the arithmetic TFLite Micro uses. The default (XNNPACK)
+path may round differently: at most 1 LSB.
 """
 
 from __future__ import annotations
@@ -45,11 +46,12 @@ def assert_litert_equal(graph, inputs, max_xnnpack_lsb: int = 1, **export) -> No
     data = tflite_bytes(graph, **export)
     ours = list(interpret(graph, inputs, runtime="litert").values())
     tflm = list(interpret(graph, inputs).values())
-    theirs = run_litert(data, inputs)
-    for a, b, c in zip(ours, theirs, tflm):
+    compact = run_litert(tflite_bytes(graph, compact_bias=True, **export), inputs)
+    for a, b, c, d in zip(ours, run_litert(data, inputs), tflm, compact):
         assert a.dtype == b.dtype and a.shape == b.shape
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(c, b)
+        np.testing.assert_array_equal(d, b)  # the bias form changes no builtin kernel
     for a, b in zip(ours, run_litert(data, inputs, "AUTO")):
         if a.dtype == np.int8:
             assert np.abs(a.astype(int) - b.astype(int)).max() <= max_xnnpack_lsb
@@ -514,17 +516,27 @@ def test_file_overhead_for_a_dscnn_shaped_graph():
         [b.softmax(b.fully_connected(h, _weights(rng, (12, 64), 0, 64), QuantParams(0.1, 0)))]
     )
     payload = sum(t.data.nbytes for t in graph.tensors.values() if t.is_constant)
-    size = len(tflite_bytes(graph))
-    assert payload == 24368 and size <= 1.25 * payload  # measured 29,872 bytes: 1.23 x
+    size, compact = len(tflite_bytes(graph)), len(tflite_bytes(graph, compact_bias=True))
+    assert payload == 24368
+    assert size <= 1.34 * payload  # measured 32,416 bytes: 1.33 x
+    assert compact <= 1.25 * payload  # measured 29,872 bytes: 1.23 x
+    # what the biases' quantization costs: 2,352 B of float32 scales (588 channels), the rest
+    # their vector headers and quantization tables (the zero-point vectors are shared)
+    assert size - compact == 2544
     assert len(tflite_bytes(graph, tensor_names="all")) > size
 
 
-def test_golden_bytes():
-    # Changes to the writer that alter the bytes must update this digest on purpose. Last
-    # changed for a smaller file: shared tables, no builtin_code below 127, no RESHAPE before FC.
+@pytest.mark.parametrize("compact_bias", [False, True])
+def test_golden_bytes(compact_bias):
+    # Changes to the writer that alter the bytes must update these digests on purpose. Last
+    # changed for biases with their quantization by default; the compact form is the earlier
+    # default's bytes (shared tables, no builtin_code below 127, no RESHAPE before FC).
     graph, _ = _small_net(False)
-    digest = hashlib.sha256(tflite_bytes(graph)).hexdigest()
-    assert digest == GOLDEN_SHA256
+    digest = hashlib.sha256(tflite_bytes(graph, compact_bias=compact_bias)).hexdigest()
+    assert digest == GOLDEN_SHA256[compact_bias]
 
 
-GOLDEN_SHA256 = "e50f6fe670b66bd38036fbc8c82b5654c0d4cb59e6ed37691a896a6f1c7b6ab3"
+GOLDEN_SHA256 = {
+    False: "f4f536985eac8287b6a7bbb4709cb5dcc7224930d96431aaacd6e047dc41bc31",
+    True: "e50f6fe670b66bd38036fbc8c82b5654c0d4cb59e6ed37691a896a6f1c7b6ab3",
+}

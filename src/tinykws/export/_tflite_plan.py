@@ -37,6 +37,27 @@ _INT8_VERSION = {
     "SLICE": 2,
     "CONCATENATION": 2,
 }
+# Versions of hybrid ops (float32 input and output, int8 weights: dynamic-range quantization),
+# per tensor and per channel (TFLite's op_version.cc); FULLY_CONNECTED with
+# asymmetric_quantize_inputs is 9 either way.
+_HYBRID_VERSION = {"CONV_2D": (2, 5), "DEPTHWISE_CONV_2D": (4, 6), "FULLY_CONNECTED": (9, 9)}
+
+
+@dataclass(frozen=True)
+class HybridWeight:
+    """int8 weights that replace a float32 weight tensor of a float graph (dynamic range).
+
+    Attributes:
+        data: int8 values in the float tensor's layout and shape.
+        scales: float32 scales, one per channel along `axis` (or one per tensor).
+        axis: the channel axis of per-channel scales (0, or 3 for depthwise), else None.
+        bits: the weight bit width (2..8; values within ±(2^(bits-1) - 1)).
+    """
+
+    data: np.ndarray
+    scales: tuple[float, ...]
+    axis: int | None
+    bits: int = 8
 
 
 @dataclass
@@ -63,16 +84,28 @@ class _TfOp:
 class _Plan:
     """TFLite tensors and ops, before serialization."""
 
-    def __init__(self, graph: IntGraph, widen_narrow_weights: bool, bias_scales: bool) -> None:
+    def __init__(
+        self,
+        graph: IntGraph,
+        widen_narrow_weights: bool,
+        compact_bias: bool,
+        hybrid: dict[str, HybridWeight] | None = None,
+    ) -> None:
         self.graph = graph
         self.widen = widen_narrow_weights
-        self.bias_scales = bias_scales
+        self.compact_bias = compact_bias
+        self.hybrid = hybrid or {}
         self.tensors: list[_TfTensor] = []
         self.index: dict[str, int] = {}
         self.ops: list[_TfOp] = []
 
     def tensor(self, name: str, quantization: bool = True) -> int:
         """Index of IR tensor `name`, adding it on first use (optionally without its qparams)."""
+        if name in self.hybrid and name not in self.index:
+            h = self.hybrid[name]
+            t = _TfTensor(name, h.data.shape, "int8", h.scales, (0,) * len(h.scales), h.axis)
+            t.data = _le_bytes(np.asarray(h.data, np.int8))
+            self.index[name] = self._append(t)
         if name not in self.index:
             t = self.graph.tensors[name]
             data = None if t.data is None else _le_bytes(t.data)
@@ -81,13 +114,14 @@ class _Plan:
         return self.index[name]
 
     def bias(self, op: Op) -> int:
-        """The bias of a conv/FC op. Its scales (s_in * s_w[c], zero point 0) are left out where
-        the kernel never reads them (per-channel requantization) unless `bias_scales` asks for
-        them; per-tensor FULLY_CONNECTED checks the bias scale against s_in * s_w, so there it
-        stays."""
+        """The bias of a conv/FC op, with its quantization (s_in * s_w[c], zero point 0,
+        quantized dimension 0), which LiteRT's XNNPACK delegate requires of a quantized bias.
+        `compact_bias` leaves it out where no builtin kernel reads it (per-channel
+        requantization); per-tensor FULLY_CONNECTED checks the bias scale against s_in * s_w,
+        so there it always stays."""
         weights = self.graph.tensors[op.inputs[1]]
         per_tensor_fc = op.type == "FULLY_CONNECTED" and len(weights.scale) == 1
-        return self.tensor(op.inputs[2], quantization=per_tensor_fc or self.bias_scales)
+        return self.tensor(op.inputs[2], quantization=per_tensor_fc or not self.compact_bias)
 
     def constant(self, name: str, values) -> int:
         """A new int32 constant (shapes, axes, paddings)."""
@@ -106,8 +140,17 @@ class _Plan:
         self.tensors.append(tensor)
         return len(self.tensors) - 1
 
+    def hybrid_version(self, op: Op) -> int | None:
+        """The version of a hybrid op (int8 weights in a float graph), else None."""
+        weight = self.hybrid.get(op.inputs[1]) if len(op.inputs) > 1 else None
+        if weight is None:
+            return None
+        return _HYBRID_VERSION[op.type][len(weight.scales) > 1]
+
     def add(self, code: str, inputs, outputs, options: str | None, dtype: str, **fields) -> None:
-        version = _INT8_VERSION.get(code, 1) if dtype == "int8" else 1
+        version = fields.pop("version", None)
+        if version is None:
+            version = _INT8_VERSION.get(code, 1) if dtype == "int8" else 1
         self.ops.append(_TfOp(code, version, list(inputs), list(outputs), options, fields))
 
 
@@ -153,7 +196,7 @@ def _window_input(plan: _Plan, op: Op, lowest: bool = False) -> tuple[int, int]:
 
 
 def _check_bits(plan: _Plan, op: Op) -> None:
-    w = plan.graph.tensors[op.inputs[1]]
+    w = plan.hybrid.get(op.inputs[1]) or plan.graph.tensors[op.inputs[1]]
     if w.bits < 8 and not plan.widen:
         raise TinyKWSError(
             f"{_where(op)}: {w.bits}-bit weights cannot be stored packed in "
@@ -177,6 +220,7 @@ def _lower_conv(plan: _Plan, op: Op) -> None:
     # The one-byte fields last, side by side: they share one 4-byte slot of the table.
     fields.update(Padding=padding, FusedActivationFunction=_ACTIVATION[o["activation"]])
     inputs = [x, plan.tensor(op.inputs[1]), plan.bias(op)]
+    fields["version"] = plan.hybrid_version(op)
     plan.add(op.type, inputs, [plan.tensor(out.name)], table, out.dtype, **fields)
 
 
@@ -184,14 +228,19 @@ def _lower_fc(plan: _Plan, op: Op) -> None:
     _check_bits(plan, op)
     out = plan.graph.tensors[op.outputs[0]]
     inputs = [plan.tensor(op.inputs[0]), plan.tensor(op.inputs[1]), plan.bias(op)]
+    fields = {"FusedActivationFunction": _ACTIVATION[op.options["activation"]]}
+    fields["KeepNumDims"] = False
+    version = plan.hybrid_version(op)
+    if version is not None:  # quantize each input row with its own zero point, as TF does
+        fields["AsymmetricQuantizeInputs"] = True
     plan.add(
         "FULLY_CONNECTED",
         inputs,
         [plan.tensor(out.name)],
         "FullyConnectedOptions",
         out.dtype,
-        FusedActivationFunction=_ACTIVATION[op.options["activation"]],
-        KeepNumDims=False,
+        version=version,
+        **fields,
     )
 
 
@@ -330,11 +379,15 @@ _LOWER = {
 
 
 def plan_tflite(
-    graph: IntGraph, widen_narrow_weights: bool = False, bias_scales: bool = False
+    graph: IntGraph,
+    widen_narrow_weights: bool = False,
+    compact_bias: bool = False,
+    hybrid: dict[str, HybridWeight] | None = None,
 ) -> _Plan:
-    """Map every IR op onto TFLite builtin ops (plus PAD where padding needs it)."""
+    """Map every IR op onto TFLite builtin ops (plus PAD where padding needs it); `hybrid`
+    stores the named float32 weight tensors as int8 (dynamic-range quantization)."""
     graph.validate()
-    plan = _Plan(graph, widen_narrow_weights, bias_scales)
+    plan = _Plan(graph, widen_narrow_weights, compact_bias, hybrid)
     for name in graph.inputs:
         plan.tensor(name)
     for op in graph.ops:

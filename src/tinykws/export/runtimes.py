@@ -6,8 +6,9 @@ zero). A predictor adds what `tinykws evaluate` needs: labels, front end and nor
 read from the file's "tinykws" metadata or from a sidecar `NAME.tflite.json` / `NAME.onnx.json`.
 
 Backends (`--backend`):
-- .tflite: "litert" (default: LiteRT's default kernels, XNNPACK included) or "reference"
-  (LiteRT's builtin reference kernels, the arithmetic of TFLite Micro);
+- .tflite: "litert" (default: LiteRT's default kernels, XNNPACK included), "reference"
+  (LiteRT's builtin reference kernels, the arithmetic of TFLite Micro) or "tflm" (TensorFlow
+  Lite Micro's own interpreter, the `tflite-micro` package: what microcontrollers run);
 - .onnx: "onnxruntime" (default, CPU).
 `tinykws.predictor.load_predictor` reaches `load_tflite_predictor` and `load_onnx_predictor`
 through its `LOADERS` table.
@@ -25,6 +26,7 @@ import numpy as np
 from tinykws.errors import TinyKWSError
 
 TFLITE_RESOLVERS = {"litert": "AUTO", "reference": "BUILTIN_REF"}
+TFLITE_BACKENDS = (*TFLITE_RESOLVERS, "tflm")
 ONNX_BACKENDS = ("onnxruntime",)
 SIDECAR_SUFFIX = ".json"
 
@@ -101,6 +103,124 @@ class TFLiteRunner:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self.outputs.from_file(self.run_raw(self.inputs.to_file(x)))
+
+
+class TFLiteMicroRunner:
+    """A .tflite model in TensorFlow Lite Micro's interpreter (the `tflite-micro` package), one
+    sample per invoke; the same interface as `TFLiteRunner`.
+
+    Example:
+        >>> from tinykws.ir import IntGraphBuilder, QuantParams
+        >>> from tinykws.export.tflite import tflite_bytes
+        >>> b = IntGraphBuilder()
+        >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
+        >>> runner = TFLiteMicroRunner(tflite_bytes(b.build([b.softmax(x)])))
+        >>> runner.invoke(np.array([[0, 0, 0, 0]], np.int8)).tolist()
+        [[-64, -64, -64, -64]]
+    """
+
+    def __init__(self, source) -> None:
+        from tflite_micro.python.tflite_micro import runtime as tflm
+
+        content = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+        try:
+            self.interpreter = tflm.Interpreter.from_bytes(
+                bytes(content), arena_size=micro_arena_bytes(bytes(content))
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise TinyKWSError(
+                f"TFLite Micro cannot load the model ({str(exc).splitlines()[0]})"
+            ) from None
+        self.inputs = _micro_boundary(self.interpreter.get_input_details(0))
+        self.outputs = _micro_boundary(self.interpreter.get_output_details(0))
+        self.input_shape = tuple(int(d) for d in self.interpreter.get_input_details(0)["shape"])
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_input(np.ascontiguousarray(x), 0)
+        self.interpreter.invoke()
+        return self.interpreter.get_output(0).copy()
+
+    def run_raw(self, x: np.ndarray) -> np.ndarray:
+        """Samples in the file's dtype in, the file's output dtype out (int8 for int8 io)."""
+        return np.concatenate([self.invoke(x[i : i + 1]) for i in range(len(x))])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.outputs.from_file(self.run_raw(self.inputs.to_file(x)))
+
+
+def micro_arena_bytes(data: bytes) -> int:
+    """A tensor arena TFLite Micro can surely plan the model in: every activation tensor side
+    by side (its planner shares memory, so it needs less), plus 64 KiB for the interpreter's
+    own records and ten times the file's size (the package's default), for scratch buffers.
+    Host memory is cheap; an arena too small fails to allocate.
+
+    Example:
+        >>> from tinykws.ir import IntGraphBuilder, QuantParams
+        >>> from tinykws.export.tflite import tflite_bytes
+        >>> b = IntGraphBuilder()
+        >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
+        >>> data = tflite_bytes(b.build([b.softmax(x)]))
+        >>> micro_arena_bytes(data) == 4 + 4 + 65536 + 10 * len(data)
+        True
+    """
+    import tflite
+
+    model = tflite.Model.GetRootAs(data, 0)
+    activations = 0
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            if model.Buffers(tensor.Buffer()).DataLength() == 0:
+                count = int(np.prod(tensor.ShapeAsNumpy())) if tensor.ShapeLength() else 1
+                activations += count * _ITEM_BYTES.get(tensor.Type(), 8)
+    return activations + 65536 + 10 * len(data)
+
+
+# bytes per element of tflite.TensorType FLOAT32, INT32, UINT8, INT64, INT16, INT8
+_ITEM_BYTES = {0: 4, 2: 4, 3: 1, 4: 8, 7: 2, 9: 1}
+
+
+def _micro_boundary(detail: dict) -> _Boundary:
+    q = detail.get("quantization_parameters") or {}
+    scales, zero_points = list(q.get("scales", [])), list(q.get("zero_points", []))
+    if not scales:
+        return _Boundary(detail["dtype"])
+    return _Boundary(detail["dtype"], float(scales[0]), int(zero_points[0]))
+
+
+def litert_undelegated_ops(source, threads: int = 1) -> list[str]:
+    """The type of every op of a .tflite that LiteRT's default resolver leaves to its builtin
+    kernels instead of a delegate (XNNPACK), in graph order; [] when all are delegated.
+    (XNNPACK has no int8 SOFTMAX, for one.)
+
+    After allocation, LiteRT lists the file's ops followed by one DELEGATE node per delegated
+    partition, whose inputs and outputs are the partition's boundary. An op belongs to a
+    partition when it lies on a path from the partition's outputs back to its inputs.
+
+    Example:
+        >>> from tinykws.ir import IntGraphBuilder, QuantParams
+        >>> from tinykws.export.tflite import tflite_bytes
+        >>> b = IntGraphBuilder()
+        >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
+        >>> litert_undelegated_ops(tflite_bytes(b.build([b.softmax(x)])))
+        ['SOFTMAX']
+    """
+    details = TFLiteRunner(source, "AUTO", threads).interpreter._get_ops_details()
+    ops = [op for op in details if op["op_name"] != "DELEGATE"]
+    producer = {int(t): i for i, op in enumerate(ops) for t in op["outputs"]}
+    delegated: set[int] = set()
+    for partition in (op for op in details if op["op_name"] == "DELEGATE"):
+        boundary = {int(t) for t in partition["inputs"]}
+        pending = [int(t) for t in partition["outputs"]]
+        while pending:
+            tensor = pending.pop()
+            i = producer.get(tensor)
+            if tensor in boundary or i is None or i in delegated:
+                continue
+            delegated.add(i)
+            pending.extend(int(t) for t in ops[i]["inputs"])
+    return [op["op_name"] for i, op in enumerate(ops) if i not in delegated]
 
 
 def _boundary(detail: dict) -> _Boundary:
@@ -233,13 +353,13 @@ def file_metadata(path: Path, embedded: dict | None) -> dict:
 
 
 def load_tflite_predictor(path: Path, backend: str = "litert") -> FilePredictor:
-    """A .tflite file run by LiteRT ("litert" or "reference" kernels)."""
+    """A .tflite file run by LiteRT ("litert" or "reference" kernels) or TFLite Micro ("tflm")."""
     from tinykws.export.tflite import read_tflite_metadata
 
-    if backend not in TFLITE_RESOLVERS:
+    if backend not in TFLITE_BACKENDS:
         raise TinyKWSError(
             f"{path}: a .tflite file runs with --backend "
-            f"{' or '.join(TFLITE_RESOLVERS)}; got {backend!r}"
+            f"{' or '.join(TFLITE_BACKENDS)}; got {backend!r}"
         )
     data = Path(path).read_bytes()
     try:
@@ -247,7 +367,10 @@ def load_tflite_predictor(path: Path, backend: str = "litert") -> FilePredictor:
     except Exception:  # a damaged flatbuffer raises anything from struct errors to IndexError
         raise TinyKWSError(f"{path}: not a readable .tflite file") from None
     meta = file_metadata(Path(path), embedded)
-    runner = TFLiteRunner(data, TFLITE_RESOLVERS[backend])
+    if backend == "tflm":
+        runner = TFLiteMicroRunner(data)
+    else:
+        runner = TFLiteRunner(data, TFLITE_RESOLVERS[backend])
     return FilePredictor(runner, meta, "NHWC", batch_size=64, path=str(path), backend=backend)
 
 

@@ -3,20 +3,27 @@
 The file is built with the `flatbuffers` runtime and the builder functions generated from
 TFLite's schema (the `tflite` package: `tflite.ModelStart`, `tflite.Conv2DOptionsAddPadding`,
 ...). One subgraph, builtin ops only, int8 tensors with their per-tensor or per-channel
-quantization, fused activations. LiteRT's builtin reference kernels reproduce
-`tinykws.ir.interpret` exactly on the files written here (tests/test_tflite_ops.py).
+quantization, fused activations. LiteRT's builtin reference kernels and TensorFlow Lite Micro's
+interpreter reproduce `tinykws.ir.interpret` exactly on the files written here
+(tests/test_tflite_ops.py, tests/test_tflite_micro.py).
+
+Biases carry their quantization, as TensorFlow's converter writes it: scale s_in * s_w[c],
+zero point 0, quantized dimension 0. No builtin int8 kernel reads it (LiteRT and TFLite Micro
+compute the requantization from the input, weight and output scales), but LiteRT's XNNPACK
+delegate takes a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED only when its quantized bias
+has it; without it LiteRT falls back to its builtin kernels (tests/test_litert_delegation.py).
+`compact_bias=True` leaves it out of per-channel ops, for targets that never use a delegate
+(TFLite Micro computes the same outputs from either file): DS-CNN-S (12 classes, 49x10) is then
+2,560 B smaller (30,128 B instead of 32,688 B: one float32 scale per channel and a quantization
+table per bias; the all-zero int64 zero-point vectors are shared with the weights'), but runs
+3.3x slower in LiteRT's default resolver (about 200 us vs 62 us, 1 thread, x86-64, where the
+default file runs at 1.13x LiteRT's float32 file of the same network; `benchmarks/runtime.py`).
 
 What is left out, compared with TensorFlow's converter, and why it is safe:
 - signature defs, "min_runtime_version", description and subgraph names: runtimes address the
   graph's inputs and outputs by index; TFLite Micro never reads them;
 - names of internal tensors (kept with `tensor_names="all"`): only viewers show them;
 - min/max calibration ranges of tensors: runtimes compute with scale and zero point only;
-- quantization parameters of biases of per-channel ops: by construction they are
-  s_in * s_w[c] with zero point 0, and no builtin int8 kernel reads them (LiteRT and TFLite
-  Micro compute the requantization from the input, weight and output scales). LiteRT's
-  XNNPACK delegate, though, only takes over int8 convolutions whose biases carry them:
-  `bias_scales=True` writes them, as TensorFlow's converter does (+8 bytes per channel;
-  about 1.6x faster in LiteRT on x86 for DS-CNN-S, see benchmarks/runtime.py);
 - `builtin_code` of operator codes below 127: the deprecated int8 field holds the same code
   and runtimes (LiteRT, TFLite Micro: schema_utils.cc) read the larger of the two fields;
 - duplicates: identical vectors (shapes, zero-point lists, index lists) and tables
@@ -34,10 +41,11 @@ The only metadata entry is "tinykws" (front-end config, labels, ...: compact JSO
 compressed when that is shorter; `read_tflite_metadata`), written when there is metadata.
 
 Size, DS-CNN-S int8 (12 classes, 49x10, 24,368 B of weights and biases, metadata left out):
-30,128 B, 1.24x. Of the 5,760 B overhead, the per-channel scales and their zero points are
-3,008 B; the tables and index vectors of its 33 tensors and 11 ops about 2,400 B; buffer
-length prefixes and alignment 190 B. 1.15x would leave 647 B for those tables, less than the
-tensor tables alone take (766 B): within 1.15x needs per-tensor weight scales.
+32,688 B, 1.34x (compact biases: 30,128 B, 1.24x). Of the compact file's 5,760 B overhead,
+the per-channel weight scales and their zero points are 3,008 B; the tables and index vectors
+of its 33 tensors and 11 ops about 2,400 B; buffer length prefixes and alignment 190 B. 1.15x
+would leave 647 B for those tables, less than the tensor tables alone take (766 B): within
+1.15x needs per-tensor weight scales.
 
 Explicit padding that TFLite's SAME/VALID cannot express becomes a PAD (convolutions, padded
 with the input zero point) or PADV2 (max pooling, padded with the lowest value) op in front;
@@ -73,16 +81,18 @@ def tflite_bytes(
     metadata: dict | None = None,
     widen_narrow_weights: bool = False,
     tensor_names: str = "io",
-    bias_scales: bool = False,
+    compact_bias: bool = False,
+    hybrid: dict | None = None,
 ) -> bytes:
-    """The .tflite file contents for `graph` (see `export_tflite`)."""
+    """The .tflite file contents for `graph` (see `export_tflite`); `hybrid` stores float
+    weight tensors as int8 (`tinykws.export.tflite_dynamic`)."""
     from tinykws.export._tflite_writer import encode_metadata, serialize
 
     if tensor_names not in TENSOR_NAMES:
         raise TinyKWSError(
             f"tensor_names must be one of {', '.join(TENSOR_NAMES)}; got {tensor_names!r}"
         )
-    plan = plan_tflite(graph, widen_narrow_weights, bias_scales)
+    plan = plan_tflite(graph, widen_narrow_weights, compact_bias, hybrid)
     meta = graph.metadata if metadata is None else metadata
     meta_bytes = encode_metadata(meta) if meta else None
     inputs = [plan.index[n] for n in graph.inputs]
@@ -102,7 +112,7 @@ def export_tflite(
     metadata: dict | None = None,
     widen_narrow_weights: bool = False,
     tensor_names: str = "io",
-    bias_scales: bool = False,
+    compact_bias: bool = False,
 ) -> Path:
     """Write `graph` as a .tflite file, atomically.
 
@@ -115,7 +125,9 @@ def export_tflite(
         widen_narrow_weights: store 2..7-bit weights as plain int8 instead of refusing them.
         tensor_names: "io" names only the graph inputs and outputs (smallest file); "all"
             keeps every tensor's name (for inspecting the file in a viewer).
-        bias_scales: write the biases' quantization parameters (XNNPACK needs them).
+        compact_bias: leave the quantization parameters out of the biases of per-channel ops
+            (8 bytes less per channel, but LiteRT's XNNPACK delegate then declines those ops:
+            for targets that never use a delegate, such as TFLite Micro).
 
     Returns:
         The path written.
@@ -131,7 +143,7 @@ def export_tflite(
             metadata=metadata,
             widen_narrow_weights=widen_narrow_weights,
             tensor_names=tensor_names,
-            bias_scales=bias_scales,
+            compact_bias=compact_bias,
         )
     except TinyKWSError as exc:
         raise TinyKWSError(f"{path}: {exc}") from None
