@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := espeak-ng flite sox gcc-arm-none-eabi
+DEBIAN_PACKAGES := espeak-ng flite sox gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libportaudio2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps demo test test-fast lint bench clean

@@ -8,7 +8,14 @@ import json
 
 import pytest
 
-from tinykws.check import CheckConfig, check_run, parse_bytes, parse_fraction, parse_ms
+from tinykws.check import (
+    CheckConfig,
+    check_run,
+    parse_bytes,
+    parse_fraction,
+    parse_hz,
+    parse_ms,
+)
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
 
@@ -24,7 +31,13 @@ def test_units():
     assert parse_bytes("28KiB") == 28_672 and parse_bytes(1000) == 1000
     assert parse_ms("8ms") == 8.0 and parse_ms("0.008s") == 8.0 and parse_ms("250us") == 0.25
     assert parse_fraction("97%") == pytest.approx(0.97) and parse_fraction(0.5) == 0.5
-    for bad, parse in (("25 parsecs", parse_bytes), ("fast", parse_ms), ("1.5", parse_fraction)):
+    assert parse_hz("80MHz") == 80e6 and parse_hz("48 mhz") == 48e6 and parse_hz(1e6) == 1e6
+    for bad, parse in (
+        ("25 parsecs", parse_bytes),
+        ("fast", parse_ms),
+        ("1.5", parse_fraction),
+        ("80MB", parse_hz),
+    ):
         with pytest.raises(TinyKWSError):
             parse(bad)
 
@@ -95,6 +108,7 @@ def test_rows_use_the_exported_file(measured_run):
         ("latency", True),
     ]
     assert "litert int8" in rows[3].source and "zipped tflite" in rows[1].source
+    assert rows[3].source.startswith("PC, not a microcontroller")  # no Cortex-M4 count here
     unzipped = check_run(measured_run, CheckConfig(max_flash="25KB"))
     assert not unzipped[0].passed  # 27,000 B of weights, biases and qparams
 
@@ -124,6 +138,40 @@ def test_check_exit_codes(measured_run, capsys):
     one_error_line(capsys)
     assert main(["check", str(measured_run), "--max-flash", "1KB", "--format", "onnx"]) == 2
     assert "no exported onnx" in one_error_line(capsys)
+
+
+def with_mcu_count(run, instructions: int = 56_100_000):
+    """The run's metrics.json with an emulated Cortex-M4 count (front end included)."""
+    path = run / "export" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["mcu"] = {
+        "instructions": instructions,
+        "frontend_instructions": 5_000_000,
+        "optimization": "-Os",
+    }
+    path.write_text(json.dumps(metrics))
+    return run
+
+
+def test_latency_is_judged_on_the_microcontroller_count(measured_run):
+    run = with_mcu_count(measured_run)
+    rows = check_run(run, CheckConfig(max_latency="8ms", max_pc_latency="8ms"))
+    assert [(r.name, r.passed) for r in rows] == [("latency", False), ("PC latency", True)]
+    assert rows[0].value == "701.250 ms"  # 56.1 M instructions / 80 MHz
+    assert "Cortex-M4 (emulated) 56.1 M instructions at 80 MHz = 701 ms" in rows[0].source
+    assert "litert int8" in rows[1].source
+    fast = check_run(run, CheckConfig(max_latency="400ms", mcu_clock="160MHz"))
+    assert fast[0].passed and fast[0].value == "350.625 ms"
+    with pytest.raises(TinyKWSError, match="clock"):
+        CheckConfig(max_latency="8ms", mcu_clock="fast")
+
+
+def test_check_verb_with_a_clock(measured_run, capsys):
+    run = str(with_mcu_count(measured_run))
+    assert main(["check", run, "--max-latency", "1s", "--mcu-clock", "80MHz"]) == 0
+    assert main(["check", run, "--max-latency", "8ms"]) == 1
+    assert "latency 701.250 ms" in one_error_line(capsys)
+    assert main(["check", run, "--max-pc-latency", "8ms"]) == 0
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +221,13 @@ def test_export_stage_writes_files_and_figures(exported_run):
     sizes = run.dir / "export" / "c" / "sizes.json"  # written where arm-none-eabi-gcc exists
     if sizes.is_file():
         assert metrics["flash"]["code_bytes"] == json.loads(sizes.read_text())["text"] > 0
+    mcu = run.dir / "export" / "c" / "mcu.json"  # written where qemu-system-arm exists too
+    if mcu.is_file():
+        assert metrics["mcu"]["instructions"] == json.loads(mcu.read_text())["instructions"] > 0
+        assert outputs["mcu_instructions"] == metrics["mcu"]["instructions"]
+        assert (run.dir / "export" / "mcu_ops.png").is_file()
+        result = json.loads((run.dir / "check" / "result.json").read_text())
+        assert "Cortex-M4 (emulated)" in result["rows"][-1]["source"]
     run_metrics = json.loads((run.dir / "metrics.json").read_text())
     assert run_metrics["check"]["passed"] is True
     assert "tflite_zipped_bytes" in run_metrics["export"]
@@ -185,6 +240,8 @@ def test_report_sections(exported_run):
     assert "model.tflite" in artefacts_section(run.dir)
     metrics = metrics_section(run.dir)
     assert "Cortex-M" in metrics and "litert" in metrics and "MACs" in metrics
+    if (run.dir / "export" / "c" / "mcu.json").is_file():
+        assert "emulated" in metrics and "data:image/png" in metrics
     assert "all constraints met" in check_section(run.dir)
     assert artefacts_section(run.dir / "missing") == "" == metrics_section(run.dir / "missing")
 
@@ -227,8 +284,7 @@ def test_automatic_formats_skip_what_cannot_hold_the_model(tone_corpus, tmp_path
         results = _export_all(model, tmp_path, ExportStageConfig(), ExportOptions())
     finally:
         logger.removeHandler(handler)
-    assert [r.format for r in results] == ["onnx"]
-    assert any("no tflite file" in w for w in warnings)
+    assert [r.format for r in results] == ["tflite", "onnx"]  # dynamic range: no C kernels
     assert any("no c file" in w for w in warnings)
-    with pytest.raises(TinyKWSError, match="tflite"):
-        _export_all(model, tmp_path, ExportStageConfig(formats=("tflite",)), ExportOptions())
+    with pytest.raises(TinyKWSError, match="cannot export to c"):
+        _export_all(model, tmp_path, ExportStageConfig(formats=("c",)), ExportOptions())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -157,3 +158,46 @@ def test_metrics_verb_writes_json(tone_corpus, tmp_path, capsys):
     assert len(result["layers"]) == 3 and result["latency"]["runs"] == 3
     assert "MACs" in capsys.readouterr().out
     assert main(["metrics", str(tmp_path / "nothing.safetensors")]) == 2
+
+
+needs_emulator = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="qemu-system-arm or arm-none-eabi-gcc is not installed",
+)
+
+
+@needs_emulator
+def test_metrics_show_the_emulated_cortex_m4_count(tone_corpus, tmp_path, capsys):
+    """The C export records the count (mcu.json); metrics read it from --c-dir, or run the
+    emulator on a temporary export with --mcu: the same count, shown beside the estimate."""
+    from tinykws.metrics_report import cortex_rows, mcu_op_rows
+
+    path = int8_graph(tone_corpus, "tinyconv").save(tmp_path / "graph.json")
+    folder = tmp_path / "c"
+    assert main(["export", str(path), "--format", "c", "--out", str(folder)]) == 0
+    recorded = json.loads((folder / "mcu.json").read_text())
+    result = model_metrics(path, c_dir=folder)
+    mcu = result["mcu"]
+    assert mcu["instructions"] == recorded["instructions"] > mcu["network_instructions"] > 0
+    assert mcu["ms"] == pytest.approx(mcu["instructions"] / 80e6 * 1e3)
+    assert mcu["macs"] == result["total"]["macs"]
+    assert mcu["per_op"][0]["label"] == "front end"
+    assert model_metrics(path, mcu=True)["mcu"]["instructions"] == recorded["instructions"]
+    measured = cortex_rows(result)[-1]
+    assert "emulated" in measured[0] and measured[3] == f"{mcu['instructions']:,}"
+    assert len(mcu_op_rows(mcu)) == len(mcu["per_op"])
+    capsys.readouterr()
+    assert main(["metrics", str(path), "--no-latency", "--c-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "step (emulated Cortex-M4)" in out and f"{mcu['per_op'][0]['instructions']:,}" in out
+
+
+def test_metrics_without_the_emulator_say_which_package(tone_corpus, tmp_path, capsys):
+    path = int8_graph(tone_corpus, "tinyconv").save(tmp_path / "graph.json")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(empty))
+        assert main(["metrics", str(path), "--no-latency", "--mcu"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "(Debian: apt-get install" in errors[0], errors

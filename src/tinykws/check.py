@@ -8,29 +8,39 @@ Each limit is compared with a figure the run measured:
 | max_flash      | flash of `tinykws metrics` (weights + biases + qparams + code), or with      |
 |                | `zipped` the zipped size of the exported file                                |
 | max_ram        | peak RAM: the planned activation arena plus scratch                          |
-| max_latency    | front end + network at batch 1 in the exported file's runtime (median)       |
+| max_latency    | front end + network on the microcontroller: instructions per inference of    |
+|                | the exported C on an emulated Cortex-M4 (`tinykws.export.c.mcu`) / mcu_clock |
+|                | (one instruction per cycle: a lower bound); without a count, the PC figure   |
+|                | below, labelled as such                                                      |
+| max_pc_latency | front end + network at batch 1 in the exported file's runtime on this PC     |
+|                | (median)                                                                     |
 
-Figures come from what the export stage wrote (`export/summary.json`, `export/metrics.json`);
-a run without it is measured on the spot (its final model; no zipped size then).
+Figures come from what the export stage wrote (`export/summary.json`, `export/metrics.json`,
+`export/c/mcu.json`); a run without them is measured on the spot (its final model; no zipped
+size then; the Cortex-M4 count where arm-none-eabi-gcc and qemu-system-arm are installed).
 Sizes read "25KB" (1000 bytes per kB, as the go/stop study counts), "24KiB", "2MB" or a number
-of bytes; latencies "8ms", "500us", "0.008s" or a number of milliseconds; accuracy 0.97 or "97%".
+of bytes; latencies "8ms", "500us", "0.008s" or a number of milliseconds; clocks "80MHz",
+"48 MHz", "1.2GHz" or a number of Hz; accuracy 0.97 or "97%".
 
 Example:
     >>> parse_bytes("25KB"), parse_bytes("2KiB"), parse_ms("500us"), parse_fraction("97%")
     (25000, 2048, 0.5, 0.97)
+    >>> parse_hz("80MHz")
+    80000000.0
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinykws.errors import ConstraintFailed, TinyKWSError
+from tinykws.io import read_json_object
 
 BYTE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
 MS_UNITS = {"": 1.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+HZ_UNITS = {"": 1.0, "hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 RUNTIME_OF = {"tflite": "litert", "onnx": "onnxruntime"}
 _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-zA-Zµ%]*)\s*$")
 
@@ -60,6 +70,14 @@ def parse_ms(text) -> float:
     return value * MS_UNITS[unit]
 
 
+def parse_hz(text) -> float:
+    """'80MHz' -> 80e6, '48 MHz' -> 48e6, 1e6 -> 1e6 (hertz)."""
+    value, unit = _split_unit(text, "clock")
+    if unit not in HZ_UNITS or value <= 0:
+        raise TinyKWSError(f"clock: cannot read {text!r}; write e.g. 80MHz")
+    return value * HZ_UNITS[unit]
+
+
 def parse_fraction(text) -> float:
     """0.97 -> 0.97, '97%' -> 0.97."""
     value, unit = _split_unit(text, "accuracy")
@@ -79,7 +97,10 @@ class CheckConfig:
         min_accuracy: e.g. 0.97 or "97%".
         max_flash: e.g. "25KB".
         max_ram: e.g. "64KB".
-        max_latency: e.g. "8ms".
+        max_latency: e.g. "8ms": on the microcontroller (emulated Cortex-M4 count at
+            `mcu_clock`).
+        max_pc_latency: e.g. "8ms": in the exported file's runtime on this PC.
+        mcu_clock: the microcontroller's clock, e.g. "80MHz".
         zipped: compare the zipped size of the exported file with max_flash.
         format: which exported file is checked (default: the first one exported).
         split: the split whose accuracy counts.
@@ -91,6 +112,8 @@ class CheckConfig:
     max_flash: int | str | None = None
     max_ram: int | str | None = None
     max_latency: float | str | None = None
+    max_pc_latency: float | str | None = None
+    mcu_clock: float | str = "80MHz"
     zipped: bool = False
     format: str = ""
     split: str = "validation"
@@ -102,6 +125,8 @@ class CheckConfig:
             ("max_flash", parse_bytes),
             ("max_ram", parse_bytes),
             ("max_latency", parse_ms),
+            ("max_pc_latency", parse_ms),
+            ("mcu_clock", parse_hz),
         ):
             value = getattr(self, name)
             if value is not None:
@@ -138,10 +163,11 @@ class RunFigures:
     metrics: dict  # `tinykws.metrics.model_metrics` output
     accuracy: float | None
     accuracy_source: str
+    mcu: dict | None = None  # mcu.json figures of the exported C (emulated Cortex-M4)
 
 
 def _read(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json_object(path, "run file") if path.is_file() else None
 
 
 def run_figures(run_dir, config: CheckConfig) -> RunFigures:
@@ -156,10 +182,39 @@ def run_figures(run_dir, config: CheckConfig) -> RunFigures:
         from tinykws.latency import LatencyConfig
         from tinykws.metrics import model_metrics
 
-        latency = LatencyConfig() if config.max_latency is not None else None
+        latency = LatencyConfig() if _wants_latency(config) else None
         metrics = model_metrics(run_dir, latency)
     accuracy, source = _accuracy(run_dir, artefact, config.split)
-    return RunFigures(artefact, metrics, accuracy, source)
+    mcu = _mcu(run_dir, metrics) if config.max_latency is not None else None
+    return RunFigures(artefact, metrics, accuracy, source, mcu)
+
+
+def _wants_latency(config: CheckConfig) -> bool:
+    return config.max_latency is not None or config.max_pc_latency is not None
+
+
+def _mcu(run_dir: Path, metrics: dict) -> dict | None:
+    """The emulated Cortex-M4 count: recorded by the export stage, else measured here when
+    the tools are installed (None when it cannot be had)."""
+    from tinykws.metrics import read_mcu
+
+    figures = metrics.get("mcu") or read_mcu(run_dir / "export" / "c")
+    if figures is not None:
+        return figures
+    from tinykws.export.c.build import arm_compiler
+    from tinykws.export.c.mcu import qemu_binary
+
+    if arm_compiler() is None or qemu_binary() is None:
+        return None
+    from tinykws.export.model_export import load_model
+    from tinykws.log import logger
+    from tinykws.metrics import measure_mcu
+
+    try:
+        return measure_mcu(load_model(run_dir))
+    except TinyKWSError as exc:
+        logger.debug(f"check: no Cortex-M4 instruction count: {exc}")
+        return None
 
 
 def _pick_artefact(summary: dict | None, config: CheckConfig, run_dir: Path) -> dict | None:
@@ -182,6 +237,23 @@ def _accuracy(run_dir: Path, artefact: dict | None, split: str) -> tuple[float |
     if evaluated:
         return evaluated["accuracy"], f"final model, {split}"
     return None, f"no accuracy on '{split}'"
+
+
+def _mcu_latency(figures: RunFigures, clock) -> tuple[float | None, str]:
+    """instructions / clock of the emulated Cortex-M4, else the PC figure (labelled)."""
+    mcu = figures.mcu
+    if mcu is None:
+        value, source = _latency(figures.metrics, figures.artefact)
+        note = "no Cortex-M4 count: export C with arm-none-eabi-gcc and qemu-system-arm installed"
+        return value, f"PC, not a microcontroller: {source} ({note})"
+    hz = parse_hz(clock)
+    ms = mcu["instructions"] / hz * 1e3
+    what = "front end + network" if mcu.get("frontend_instructions") else "network"
+    return ms, (
+        f"Cortex-M4 (emulated) {mcu['instructions'] / 1e6:.1f} M instructions at "
+        f"{hz / 1e6:g} MHz = {ms:.3g} ms ({what}, {mcu.get('optimization', '-Os')}, one "
+        "instruction per cycle)"
+    )
 
 
 def _latency(metrics: dict, artefact: dict | None) -> tuple[float | None, str]:
@@ -243,18 +315,21 @@ def check_figures(figures: RunFigures, config: CheckConfig) -> list[CheckRow]:
                     source,
                 )
             )
-    if config.max_latency is not None:
-        limit = parse_ms(config.max_latency)
-        value, source = _latency(figures.metrics, figures.artefact)
-        rows.append(
-            CheckRow(
-                "latency",
-                f"<= {limit:g} ms",
-                _fmt(value, "{:.3f} ms"),
-                value is not None and value <= limit,
-                source,
+    for name, option, value_source in (
+        ("latency", config.max_latency, lambda: _mcu_latency(figures, config.mcu_clock)),
+        ("PC latency", config.max_pc_latency, lambda: _latency(figures.metrics, figures.artefact)),
+    ):
+        if option is not None:
+            limit, (value, source) = parse_ms(option), value_source()
+            rows.append(
+                CheckRow(
+                    name,
+                    f"<= {limit:g} ms",
+                    _fmt(value, "{:.3f} ms"),
+                    value is not None and value <= limit,
+                    source,
+                )
             )
-        )
     return rows
 
 
@@ -264,11 +339,11 @@ def _fmt(value, pattern: str) -> str:
 
 def check_run(run_dir, config: CheckConfig) -> list[CheckRow]:
     """Check every limit of `config` against the run's figures (see the module docstring)."""
-    if all(
-        getattr(config, k) is None for k in ("min_accuracy", "max_flash", "max_ram", "max_latency")
-    ):
+    limits = ("min_accuracy", "max_flash", "max_ram", "max_latency", "max_pc_latency")
+    if all(getattr(config, k) is None for k in limits):
         raise TinyKWSError(
-            "check: no limit given; set --min-accuracy, --max-flash, --max-ram or --max-latency"
+            "check: no limit given; set --min-accuracy, --max-flash, --max-ram, --max-latency "
+            "or --max-pc-latency"
         )
     return check_figures(run_figures(run_dir, config), config)
 

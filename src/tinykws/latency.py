@@ -13,6 +13,12 @@ with int8 inputs and outputs). The front end is timed on one 1 s clip with its n
 implementation; total = front end + network. All runtimes use `threads` threads (default 1,
 the microcontroller-like setting, and fair on a shared machine).
 
+These are figures of this PC, not of a microcontroller: a network taking 0.6 ms here can take
+hundreds of milliseconds on an 80 MHz Cortex-M4. The microcontroller's figure is the
+instruction count of the exported C on an emulated Cortex-M4 (`tinykws.export.c.mcu`), which
+`tinykws metrics` shows and `tinykws check --max-latency` judges (`--max-pc-latency` judges
+these).
+
 Example:
     >>> round(median_ms(lambda x: x, 0, runs=5, warmup=1), 1)
     0.0

@@ -18,7 +18,11 @@ int8 IntGraph of a quantized model, the float32 graph of a float checkpoint):
 - latency at batch 1 (`tinykws.latency`) and a Cortex-M estimate: MACs x cycles per MAC at a
   clock, with the constants of `CORTEX_M` (about 2 cycles per MAC for CMSIS-NN's optimised s8
   kernels on M4/M33 with DSP instructions, 8 for plain reference C, 16 for an M0+ without a
-  single-cycle multiply-accumulate; data movement and the front end are not included).
+  single-cycle multiply-accumulate; data movement and the front end are not included);
+- beside the estimate, when measured ("mcu"): instructions per inference of the exported C on
+  an emulated Cortex-M4 (`tinykws.export.c.mcu`, front end + network, per op), from a C export
+  folder's mcu.json or run on the spot, and the time they take at `MCU_CLOCK_HZ` counting one
+  instruction per cycle (a lower bound: loads and taken branches take 2 or more cycles).
 
 A model whose layers have no graph op gets float figures from the PyTorch summary and the
 per-layer RAM estimate only.
@@ -59,6 +63,8 @@ CORTEX_M = (
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 FLOAT_BYTES = 4
 SIZES_FILE = "sizes.json"  # in a C export folder: Cortex-M section sizes {"text", "rodata", ...}
+MCU_FILE = "mcu.json"  # in a C export folder: emulated Cortex-M4 instruction counts
+MCU_CLOCK_HZ = 80e6
 
 
 def _size(shape) -> int:
@@ -263,13 +269,60 @@ def static_metrics(model, code_bytes: int | None = None) -> dict:
         return torch_metrics(model.module)
 
 
-def model_metrics(model_path, latency=None, c_dir=None) -> dict:
+def read_mcu(c_dir) -> dict | None:
+    """The emulated Cortex-M4 counts of a C export folder (its mcu.json), if any."""
+    import json
+
+    path = Path(c_dir) / MCU_FILE
+    if not path.is_file():
+        return None
+    try:
+        figures = json.loads(path.read_text())
+        int(figures["instructions"])
+    except (ValueError, KeyError, TypeError):
+        raise TinyKWSError(
+            f"{path}: expected JSON with 'instructions'; export the C again"
+        ) from None
+    return figures
+
+
+def measure_mcu(model, c_dir=None) -> dict:
+    """Run the emulated Cortex-M4 (`tinykws.export.c.mcu`) on `c_dir`, or on a temporary C
+    export of an int8 `LoadedModel`; returns the mcu.json figures."""
+    import tempfile
+
+    from tinykws.export.c.mcu import default_inputs, emulate_cortex_m4
+
+    if c_dir is not None:
+        run = emulate_cortex_m4(c_dir, graph=model.graph, **default_inputs(c_dir))
+        return run.to_dict()
+    from tinykws.export.model_export import ExportOptions, export_loaded
+
+    with tempfile.TemporaryDirectory(prefix="tinykws-c-") as tmp:
+        folder = export_loaded(model, "c", Path(tmp) / "c", ExportOptions()).path
+        figures = read_mcu(folder)
+        if figures is None:  # not measured by the export: run it here, errors shown
+            figures = measure_mcu(model, folder)
+    return figures
+
+
+def mcu_time(figures: dict, clock_hz: float = MCU_CLOCK_HZ) -> dict:
+    """`figures` (mcu.json) with "clock_mhz" and "ms" = instructions / clock."""
+    ms = figures["instructions"] / clock_hz * 1e3
+    return {**figures, "clock_mhz": clock_hz / 1e6, "ms": ms}
+
+
+def model_metrics(model_path, latency=None, c_dir=None, mcu: bool = False) -> dict:
     """Everything `tinykws metrics` reports for a model file or run directory.
 
     Args:
         model_path: checkpoint, quantized model, integer graph or run directory.
         latency: a `tinykws.latency.LatencyConfig`, or None to skip timing.
-        c_dir: a C export folder whose `sizes.json` gives the code size.
+        c_dir: a C export folder whose `sizes.json` gives the code size and `mcu.json` the
+            emulated Cortex-M4 instruction counts (default for the counts: a run directory's
+            export/c).
+        mcu: run the emulated Cortex-M4 when `c_dir` has no mcu.json (on `c_dir`, or on a
+            temporary C export of the model).
     """
     from tinykws.export.model_export import load_model
     from tinykws.latency import measure_latency
@@ -282,6 +335,12 @@ def model_metrics(model_path, latency=None, c_dir=None) -> dict:
         "weight_bits": model.weight_bits,
         **static_metrics(model, code),
     }
+    exported = Path(model_path) / "export" / "c"  # a run directory's own C export
+    figures = read_mcu(c_dir if c_dir is not None else exported)
+    if figures is None and mcu:
+        figures = measure_mcu(model, c_dir)
+    if figures is not None:
+        result["mcu"] = mcu_time(figures)
     if latency is not None:
         shape = _input_shape(model)
         result["latency"] = measure_latency(model, shape, latency)

@@ -9,7 +9,8 @@ Example:
 from __future__ import annotations
 
 LATENCY_HEADERS = ["runtime", "device", "precision", "network ms", "total ms"]
-CORTEX_HEADERS = ["Cortex-M estimate", "cycles/MAC", "MHz", "cycles", "ms"]
+CORTEX_HEADERS = ["Cortex-M", "cycles/MAC", "MHz", "cycles", "ms"]
+MCU_OP_HEADERS = ["step (emulated Cortex-M4)", "instructions", "share", "MACs", "instr./MAC"]
 LAYER_HEADERS = [
     "layer",
     "type",
@@ -24,10 +25,11 @@ LAYER_HEADERS = [
 
 
 def cortex_rows(metrics: dict) -> list[list[str]]:
-    """(target, cycles per MAC, MHz, cycles, ms) rows."""
-    return [
+    """(target, cycles per MAC, MHz, cycles, ms) rows: the MAC-based estimates, then the
+    emulated Cortex-M4 count when measured (instructions, one per cycle: a lower bound)."""
+    rows = [
         [
-            c["target"],
+            f"{c['target']} (estimate)",
             f"{c['cycles_per_mac']:g}",
             f"{c['clock_mhz']:g}",
             f"{c['cycles']:,}",
@@ -35,6 +37,38 @@ def cortex_rows(metrics: dict) -> list[list[str]]:
         ]
         for c in metrics["cortex_m"]
     ]
+    mcu = metrics.get("mcu")
+    if mcu:
+        per_mac = mcu.get("instructions_per_mac")
+        rows.append(
+            [
+                f"Cortex-M4, tinykws C {mcu['optimization']} (emulated: instructions"
+                + (", front end included)" if mcu.get("frontend_instructions") else ")"),
+                "-" if per_mac is None else f"{per_mac:.2f} (network)",
+                f"{mcu['clock_mhz']:g}",
+                f"{mcu['instructions']:,}",
+                f"{mcu['ms']:.2f}",
+            ]
+        )
+    return rows
+
+
+def mcu_op_rows(mcu: dict) -> list[list[str]]:
+    """(step, instructions, share of the total, MACs, instructions per MAC) rows."""
+    total = max(mcu["instructions"], 1)
+    rows = []
+    for step in mcu["per_op"]:
+        n, macs = step["instructions"], step.get("macs")
+        rows.append(
+            [
+                step["label"],
+                f"{n:,}",
+                f"{100 * n / total:.1f}%",
+                f"{macs:,}" if macs else "-",
+                f"{n / macs:.2f}" if macs else "-",
+            ]
+        )
+    return rows
 
 
 def summary_rows(metrics: dict) -> list[list[str]]:
@@ -126,6 +160,8 @@ def print_metrics(metrics: dict, console=None) -> None:
         title = f"batch-1 latency, median of {latency['runs']} runs"
         console.print(_rich_table(LATENCY_HEADERS, latency_rows(latency), title))
     console.print(_rich_table(CORTEX_HEADERS, cortex_rows(metrics)))
+    if metrics.get("mcu"):
+        console.print(_rich_table(MCU_OP_HEADERS, mcu_op_rows(metrics["mcu"])))
 
 
 def _rich_table(headers: list[str], rows: list[list[str]], title: str | None = None):

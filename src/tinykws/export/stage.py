@@ -46,7 +46,8 @@ class ExportStageConfig:
         io: "int8" or "float32" boundary of int8 files ("" = each format's default).
         widen_narrow_weights: store 2..7-bit weights as int8 in tflite / onnx files.
         sidecar: metadata in NAME.<ext>.json beside each file instead of inside it.
-        bias_scales: tflite: write the biases' quantization parameters (for XNNPACK).
+        compact_bias: tflite: leave the biases' quantization parameters out of per-channel
+            ops (smaller; LiteRT's XNNPACK delegate then declines them).
         evaluate_split: split each file is scored on ("" = do not score).
         latency: time the model in every runtime.
         runs: timed calls per latency figure.
@@ -57,7 +58,7 @@ class ExportStageConfig:
     io: str = ""
     widen_narrow_weights: bool = False
     sidecar: bool = False
-    bias_scales: bool = False
+    compact_bias: bool = False
     evaluate_split: str = "validation"
     latency: bool = True
     runs: int = 200
@@ -87,7 +88,7 @@ def stage_export(run) -> dict:
         io_dtype=config.io or None,
         sidecar=config.sidecar,
         widen_narrow_weights=config.widen_narrow_weights,
-        bias_scales=config.bias_scales,
+        compact_bias=config.compact_bias,
     )
     results = _export_all(model, out, config, options)
     artefacts = [_artefact_entry(run, r) for r in results]
@@ -170,15 +171,21 @@ def _artefact_predictor(path: Path, fmt: str, meta: dict):
 
 def _measure(model, out: Path, config: ExportStageConfig, formats: list[str]) -> dict:
     from tinykws.latency import LatencyConfig, measure_latency
-    from tinykws.metrics import read_code_bytes, static_metrics
+    from tinykws.metrics import mcu_time, read_code_bytes, read_mcu, static_metrics
 
     code = read_code_bytes(out / EXTENSIONS["c"]) if "c" in formats else None
+    mcu = read_mcu(out / EXTENSIONS["c"]) if "c" in formats else None
     metrics = {
         "model": str(model.path),
         "precision": model.precision,
         "weight_bits": model.weight_bits,
         **static_metrics(model, code),
     }
+    if mcu is not None:  # emulated Cortex-M4 counts, and where the time goes
+        from tinykws.report.plots import plot_mcu_ops
+
+        metrics["mcu"] = mcu_time(mcu)
+        plot_mcu_ops(mcu, out / "mcu_ops.png")
     if config.latency:
         latency = LatencyConfig(runs=config.runs, threads=config.threads)
         shape = (
@@ -197,6 +204,8 @@ def _stage_figures(artefacts: list[dict], metrics: dict) -> dict:
         "flash_bytes": total["flash_bytes"],
         "ram_bytes": total["ram_bytes"],
     }
+    if metrics.get("mcu"):
+        figures["mcu_instructions"] = metrics["mcu"]["instructions"]
     for a in artefacts:
         figures[f"{a['format']}_bytes"] = a["bytes"]
         figures[f"{a['format']}_zipped_bytes"] = a["zipped_bytes"]
@@ -281,7 +290,7 @@ def artefacts_section(run_dir) -> str:
 def metrics_section(run_dir) -> str:
     """Totals, flash and RAM, latency per runtime, Cortex-M estimates, per-layer table."""
     from tinykws import metrics_report as mr
-    from tinykws.report.html import read_json, table
+    from tinykws.report.html import image, read_json, table
 
     metrics = read_json(Path(run_dir) / EXPORT / "metrics.json")
     if not metrics:
@@ -295,6 +304,9 @@ def metrics_section(run_dir) -> str:
         )
         parts.append(table(mr.LATENCY_HEADERS, mr.latency_rows(latency)))
     parts.append(table(mr.CORTEX_HEADERS, mr.cortex_rows(metrics)))
+    if metrics.get("mcu"):
+        parts.append(image(Path(run_dir) / EXPORT / "mcu_ops.png", "Cortex-M4 instructions per op"))
+        parts.append(table(mr.MCU_OP_HEADERS, mr.mcu_op_rows(metrics["mcu"])))
     parts.append(table(mr.LAYER_HEADERS, mr.layer_table_rows(metrics)))
     return "".join(parts)
 

@@ -83,3 +83,37 @@ def plot_bars(values: dict[str, float], ylabel: str, title: str, out_png) -> Non
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     save_figure(fig, out_png)
+
+
+def plot_mcu_ops(mcu: dict, out_png, min_share: float = 0.01) -> None:
+    """Where the time goes on the emulated Cortex-M4: one horizontal bar per step of an
+    inference (front end, each op, copies) in order, instructions in millions with the share
+    of the total; steps under `min_share` of the total are merged into one last bar.
+
+    Args:
+        mcu: mcu.json figures (`tinykws.export.c.mcu.EmulatorRun.to_dict`).
+        out_png: where to save the figure.
+    """
+    plt = pyplot()
+    total = max(mcu["instructions"], 1)
+    steps = [(s["label"], s["instructions"]) for s in mcu["per_op"]]
+    shown = [(label, n) for label, n in steps if n >= min_share * total]
+    rest = [n for _, n in steps if n < min_share * total]
+    if rest:
+        shown.append((f"{len(rest)} other steps (< {100 * min_share:g}% each)", sum(rest)))
+    labels, values = [label for label, _ in shown], [n / 1e6 for _, n in shown]
+    colors = ["#dd8452" if label == "front end" else "#4c72b0" for label in labels]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(shown) + 1.4))
+    bars = ax.barh(range(len(shown)), values, color=colors)
+    ax.bar_label(
+        bars, labels=[f"{v:.2f} M ({100 * v * 1e6 / total:.0f}%)" for v in values], fontsize=7
+    )
+    ax.set_yticks(range(len(shown)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("instructions per inference (millions)")
+    ax.set_title(
+        f"Cortex-M4 (emulated, {mcu.get('optimization', '-Os')}): "
+        f"{mcu['instructions'] / 1e6:.2f} M instructions per inference"
+    )
+    ax.margins(x=0.2)
+    save_figure(fig, out_png)

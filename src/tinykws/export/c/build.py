@@ -78,6 +78,11 @@ class SectionSizes:
         return self.data + self.bss
 
 
+def cortex_m4_flags(optimization: str = "-Os") -> list[str]:
+    """`CORTEX_M4_FLAGS` with the optimisation level replaced by `optimization` ("-O2", ...)."""
+    return [f for f in CORTEX_M4_FLAGS if not f.startswith("-O")] + optimization.split()
+
+
 def host_compiler() -> str | None:
     """Path of gcc (or cc), or None."""
     return shutil.which("gcc") or shutil.which("cc")
@@ -97,7 +102,8 @@ def _run(command: list[str], cwd: Path) -> str:
 
 
 def _sources(src_dir: Path, frontend: bool) -> list[str]:
-    names = ["model.c", "kernels.c"] + (["frontend.c"] if frontend else [])
+    kernels = ["kernels.c", "kernels_conv.c", "kernels_depthwise.c"]
+    names = ["model.c", *kernels] + (["frontend.c"] if frontend else [])
     missing = [n for n in names if not (src_dir / n).is_file()]
     if missing:
         raise TinyKWSError(f"{src_dir}: no {missing[0]}; export the model with --format c first")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinykws.export.c.carray import c_comment
+from tinykws.export.c.carray import c_comment, c_string
 from tinykws.ir.graph import IntGraph, Op, Tensor
 from tinykws.ir.plan import ArenaPlan
 
@@ -62,6 +62,12 @@ class EmitContext:
         label = f"{op.type} '{op.name}'" if op.name else op.type
         params = f"&{self.symbol}, " if kernel != "tk_copy_s8" else ""
         self.calls.append(f"{indent}{kernel}({params}{', '.join(args)}); /* {c_comment(label)} */")
+
+    def profile(self, index: int, label: str) -> None:
+        """Append the profiling hook `TK_PROFILE_OP(index, "label")`, which marks the end of a
+        step of `tinykws_invoke`; it expands to nothing unless TINYKWS_PROFILE is defined (the
+        Cortex-M4 emulator image, `tinykws.export.c.mcu`)."""
+        self.calls.append(f"    TK_PROFILE_OP({index}, {c_string(label)});")
 
     def where(self, op: Op) -> str:
         """'graph NAME: op INDEX TYPE 'NAME'', the start of an error message about `op`."""
