@@ -3,8 +3,10 @@
 One int8 graph (a randomly initialised, calibrated model of a preset; DS-CNN-S by default) is
 exported twice: as C (`tinykws.export.c`, compiled with `gcc -std=c99 -O3` into a shared
 library called through ctypes) and as .tflite (`tinykws.export.tflite`, int8 in and out) run by
-LiteRT with one thread, with its default kernels (XNNPACK / optimised) and with its builtin
-reference kernels. Rounds interleave the runtimes, so the ratios hold on a shared machine;
+LiteRT with one thread, with its default kernels (XNNPACK / optimised), its builtin int8
+kernels without the XNNPACK delegate, and its builtin reference kernels; the ratio of the C
+build to LiteRT's builtin int8 kernels is printed last (target: at most 2). Rounds interleave
+the runtimes, so the ratios hold on a shared machine;
 each figure is the median per-invoke time over all rounds (a Python call into each runtime is
 included in every figure). Then an instrumented copy of the C build times every kernel call,
 to show where the time goes (MACs, microseconds, share, MACs per ns). The outputs of the C
@@ -38,6 +40,7 @@ from tinykws.metrics import op_macs
 from tinykws.models import MODEL_PRESETS, build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
 
+BUILTIN = "LiteRT int8 (builtin kernels)"  # no XNNPACK delegate: the kernels the C competes with
 PROFILE_PRELUDE = """#include <time.h>
 static long long tk_total_ns[{n}];
 static long long tk_last_ns;
@@ -120,7 +123,8 @@ def profiled_library(folder: Path, work: Path) -> tuple[ctypes.CDLL, list[str]]:
         lines.append(line)
     prelude = PROFILE_PRELUDE.format(n=len(calls))
     (work / "model.c").write_text(prelude + "\n".join(lines) + "\n")
-    for name in ("model.h", "kernels.h", "kernels.c"):
+    names = ("model.h", "kernels.h", "kernels_internal.h", "tk_config.h", "kernels.c")
+    for name in (*names, "kernels_conv.c", "kernels_depthwise.c"):
         shutil.copy(folder / name, work / name)
     library = work / "libprofiled.so"
     subprocess.run(
@@ -135,6 +139,8 @@ def profiled_library(folder: Path, work: Path) -> tuple[ctypes.CDLL, list[str]]:
             str(library),
             "model.c",
             "kernels.c",
+            "kernels_conv.c",
+            "kernels_depthwise.c",
         ],
         cwd=work,
         check=True,
@@ -200,6 +206,8 @@ def main() -> None:
         runners = {name: c_invoker(m, x) for name, m in models.items()}
         litert = TFLiteRunner(tflite, "AUTO", threads=1)
         runners["LiteRT int8 (default kernels)"] = litert.invoke
+        builtin = TFLiteRunner(tflite, "BUILTIN_WITHOUT_DEFAULT_DELEGATES")
+        runners[BUILTIN] = builtin.invoke
         runners["LiteRT int8 (reference kernels)"] = TFLiteRunner(tflite, "BUILTIN_REF").invoke
         report(args, graph, time_runtimes(runners, x, args.rounds, args.runs))
         print(compare_outputs(models["C gcc -O3"], litert, shape))
@@ -213,6 +221,8 @@ def report(args, graph, medians: dict[str, float]) -> None:
     print(f"  {'runtime':<34} {'us/invoke':>10} {'vs C -O3':>9}")
     for name, us in medians.items():
         print(f"  {name:<34} {us:10.1f} {us / c_us:8.2f}x")
+    ratio = c_us / medians[BUILTIN]
+    print(f"C gcc -O3 / {BUILTIN}: {ratio:.2f}x (target: at most 2)")
 
 
 if __name__ == "__main__":

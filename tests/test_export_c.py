@@ -255,8 +255,8 @@ def test_requantization_matches_fixed_point_specification(tmp_path):
     from tinykws.export.c.frontend import template
     from tinykws.ir import fixedpoint as fp
 
-    (tmp_path / "kernels.h").write_text(template("kernels.h"))
-    (tmp_path / "kernels.c").write_text(template("kernels.c"))
+    for name in ("kernels.h", "kernels_internal.h", "kernels.c"):  # every path: no tk_config.h
+        (tmp_path / name).write_text(template(name))
     subprocess.run(
         ["gcc", *HOST_FLAGS, "-O2", "-fPIC", "-shared", "-o", "libk.so", "kernels.c"],
         cwd=tmp_path,

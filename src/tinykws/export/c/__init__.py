@@ -7,8 +7,10 @@
   shifts and LOGISTIC lookup tables from the graph, a static arena laid out by
   `tinykws.ir.plan.plan_arena`, and
   `int tinykws_invoke(const int8_t *features, int8_t *scores)`;
-- kernels.h / kernels.c: the integer kernels (templates/kernels.c), equal to
+- kernels.h, kernels.c, kernels_conv.c, kernels_depthwise.c: the integer kernels, equal to
   `tinykws.ir.interpret` bit for bit;
+- tk_config.h: the kernel paths the model uses, the others compiled out
+  (`tinykws.export.c.kconfig`);
 - frontend.h / frontend.c: the model's log-mel / MFCC / bark front end in float32 with its
   normalisation and the input quantization (only when a front-end config is known);
 - main.c: `kws_demo FILE.wav`, printing "label score" lines, best first;
@@ -17,7 +19,12 @@
 - sizes.json: measured Cortex-M4 section sizes (`tinykws.export.c.build.build_cortex_m4`) of
   the network ("text", "rodata", "data", "bss") and of network + front end, when
   arm-none-eabi-gcc is installed (`cortex_m4="auto"`); `tinykws metrics` and `tinykws check`
-  read it.
+  read it;
+- mcu.json: instructions per inference (front end + network, and per op) measured on an
+  emulated Cortex-M4 (`tinykws.export.c.mcu.emulate_cortex_m4`, QEMU mps2-an386) on a seeded
+  noise clip (or seeded random features without a front end), the scores checked against the
+  integer interpreter (`emulate="auto"`: when the size measurement runs and qemu-system-arm is
+  installed; a failing emulator then only logs a warning).
 
 C99, no dynamic allocation, nothing beyond libc (and libm for the front end). Every file is
 generated in memory first, then each is written atomically: a graph the backend cannot handle
@@ -30,8 +37,9 @@ Example:
     >>> b = IntGraphBuilder("demo")
     >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
     >>> folder = export_c(b.build([b.softmax(x)]), tempfile.mkdtemp(), cortex_m4="off")
-    >>> sorted(p.name for p in folder.iterdir())
-    ['Makefile', 'export.json', 'kernels.c', 'kernels.h', 'model.c', 'model.h']
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+    ['Makefile', 'export.json', 'kernels.c', 'kernels.h', 'kernels_conv.c',
+     'kernels_depthwise.c', 'kernels_internal.h', 'model.c', 'model.h', 'tk_config.h']
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ __all__ = ["CORTEX_M4_MODES", "SIZES_FILE", "SPARSE_MODES", "export_c"]
 
 CORTEX_M4_MODES = ("auto", "on", "off")
 SIZES_FILE = "sizes.json"  # read by tinykws.metrics
-OPTIONAL_FILES = {"frontend.h", "frontend.c", "main.c"}
+OPTIONAL_FILES = {"frontend.h", "frontend.c", "main.c", "stream.h", "stream.c", "kws_stream.c"}
 
 
 def export_c(
@@ -66,6 +74,7 @@ def export_c(
     labels=None,
     sparse: str = "auto",
     cortex_m4: str = "auto",
+    emulate: str = "auto",
 ) -> Path:
     """Write the C sources of `graph` (and its front end) into `out_dir`.
 
@@ -81,6 +90,9 @@ def export_c(
         sparse: "auto" (sparse weights where smaller), "off", or "always" (testing).
         cortex_m4: "auto" (measure a Cortex-M4 build into sizes.json when arm-none-eabi-gcc is
             installed), "on" (required) or "off".
+        emulate: "auto" (write mcu.json when `cortex_m4` is not "off" and qemu-system-arm is
+            installed; an emulator failure is logged, the export still succeeds), "on"
+            (required: a failure is an error) or "off".
 
     Returns:
         The folder.
@@ -91,6 +103,7 @@ def export_c(
     """
     out_dir = Path(out_dir)
     check_choice("cortex_m4", cortex_m4, CORTEX_M4_MODES)
+    check_choice("emulate", emulate, CORTEX_M4_MODES)
     if out_dir.exists() and not out_dir.is_dir():
         raise TinyKWSError(f"{out_dir}: exists and is not a folder; choose another --out")
     meta = graph.metadata
@@ -105,7 +118,34 @@ def export_c(
     _write_all(out_dir, files)
     logger.info(_summary(out_dir, report))
     _measure_cortex_m4(out_dir, cortex_m4, with_frontend=config is not None)
+    _measure_emulated(out_dir, graph, emulate, sizes_measured=cortex_m4 != "off")
     return out_dir
+
+
+def _measure_emulated(out_dir: Path, graph: IntGraph, mode: str, sizes_measured: bool) -> None:
+    """Write mcu.json from an emulator run (or remove a stale one when not measuring); "auto"
+    runs along with the size measurement, when the tools are installed."""
+    from tinykws.export.c.build import arm_compiler
+    from tinykws.export.c.mcu import MCU_FILE, default_inputs, emulate_cortex_m4, qemu_binary
+    from tinykws.io import write_json
+
+    path = out_dir / MCU_FILE
+    path.unlink(missing_ok=True)
+    tools = None not in (qemu_binary(), arm_compiler())
+    if mode == "off" or (mode == "auto" and not (sizes_measured and tools)):
+        return
+    try:
+        run = emulate_cortex_m4(out_dir, graph=graph, **default_inputs(out_dir))
+    except TinyKWSError as exc:
+        if mode == "on":
+            raise
+        logger.warning(f"{out_dir}: no Cortex-M4 instruction count: {exc}")
+        return
+    write_json(path, run.to_dict())
+    logger.info(
+        f"{out_dir}: Cortex-M4 (emulated, {run.optimization}): {run.instructions:,} "
+        f"instructions per inference ({run.frontend_instructions:,} in the front end)"
+    )
 
 
 def _measure_cortex_m4(out_dir: Path, mode: str, with_frontend: bool) -> None:
@@ -144,13 +184,21 @@ def _generate(graph: IntGraph, config, norm, labels, sparse: str):
     """(file name -> text, report) of everything export_c writes."""
     model = model_sources(graph, labels=labels, sparse=sparse)
     files = dict(model.files)
-    files["kernels.h"], files["kernels.c"] = template("kernels.h"), template("kernels.c")
+    for name in (
+        "kernels.h",
+        "kernels_internal.h",
+        "kernels.c",
+        "kernels_conv.c",
+        "kernels_depthwise.c",
+    ):
+        files[name] = template(name)
     report: dict[str, Any] = dict(model.report)
     if config is not None:
         files.update(_frontend_files(graph, config, norm))
         files["main.c"] = template("main.c")
+        files.update(_stream_files(graph, config, labels))
         report["frontend"] = _config_dict(config)
-    files["Makefile"] = _makefile(with_frontend=config is not None)
+    files["Makefile"] = _makefile(config is not None, with_stream="stream.c" in files)
     files["export.json"] = json.dumps(report, indent=2) + "\n"
     return files, report
 
@@ -184,12 +232,26 @@ def _config_dict(config) -> dict[str, Any]:
     return to_dict(frontend_config(config))
 
 
-def _makefile(with_frontend: bool) -> str:
-    sources = "model.c kernels.c" + (" frontend.c" if with_frontend else "")
+def _stream_files(graph: IntGraph, config, labels) -> dict[str, str]:
+    """stream.h / stream.c / kws_stream.c (none for a resizing front end, which cannot stream)."""
+    from tinykws.export.c.stream import stream_config_of, stream_sources
+    from tinykws.features import frontend_config
+
+    config = frontend_config(config)
+    if config.resize is not None:
+        return {}
+    labels = labels or [f"class{i}" for i in range(graph.tensor(graph.outputs[0]).shape[-1])]
+    return stream_sources(config, labels, stream_config_of(graph.metadata))
+
+
+def _makefile(with_frontend: bool, with_stream: bool = False) -> str:
+    kernels = "kernels.c kernels_conv.c kernels_depthwise.c"
+    sources = f"model.c {kernels}" + (" frontend.c" if with_frontend else "")
+    programs = "kws_demo kws_stream" if with_stream else "kws_demo"
     return (
         template("Makefile")
         .replace("@LIB_SOURCES@", sources)
-        .replace("@ALL@", "kws_demo" if with_frontend else "libtinykws.a")
+        .replace("@ALL@", programs if with_frontend else "libtinykws.a")
     )
 
 

@@ -2,8 +2,11 @@
 
 `EMITTERS[op.type](ctx, op)` appends the op's constants (weights, biases, multipliers, the
 `static const` parameter struct of kernels.h) to `ctx.constants` and its call to `ctx.calls`.
-Every constant is the graph's own: weights and biases as stored, the Q31 multipliers and shifts
-computed when the graph was built (read from `op.params`, never recomputed). The layers with
+Every constant is the graph's own: weights as stored, the Q31 multipliers and shifts computed
+when the graph was built (read from `op.params`, never recomputed); the biases of the layers
+with weights have the input offset folded in (`fold_input_offset`, exact modulo 2^32), so the
+kernels' inner loops are plain int8 dot products. Each layer's record says whether its fast or
+its generic kernel runs, and the log says why a layer runs the generic one. The layers with
 weights, pooling and MEAN are emitted here; ADD, MUL, LOGISTIC, SOFTMAX and QUANTIZE in
 `tinykws.export.c.elementwise`; PAD, RESHAPE, SLICE and CONCATENATION in
 `tinykws.export.c.copies`. An op type missing from the table is refused by name.
@@ -24,15 +27,94 @@ from tinykws.export.c.copies import COPY_EMITTERS
 from tinykws.export.c.elementwise import ELEMENTWISE_EMITTERS
 from tinykws.export.c.sparse import EncodedWeights, choose_encoding
 from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.plan import plan_arena
+from tinykws.log import logger
 
 
 def scratch_bytes(graph: IntGraph, op: Op) -> int:
-    """Scratch memory of the C kernel of `op` (for `tinykws.ir.plan.plan_arena`): one window
-    of a CONV_2D with a filter larger than 1 x 1 (KH x KW x C_in bytes), else nothing."""
-    if op.type != "CONV_2D":
+    """Scratch memory of the C kernel of `op` (for `tinykws.ir.plan.plan_arena`) with the
+    default ("auto") weight encoding: what its fast path needs (see kernels.h), else nothing."""
+    if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
         return 0
-    kh, kw, c_in = graph.tensor(op.inputs[1]).shape[1:]
-    return 0 if kh * kw == 1 else int(kh * kw * c_in)
+    w = graph.tensor(op.inputs[1])
+    sparse_ok = op.type != "DEPTHWISE_CONV_2D"
+    rows = w.data.reshape(w.shape[0], -1) if sparse_ok else w.data
+    encoded = choose_encoding(rows, w.bits, "auto", sparse_ok)
+    return _fast_scratch(graph, op, encoded)
+
+
+def _gathers(graph: IntGraph, op: Op) -> bool:
+    """Whether a CONV_2D kernel gathers windows: a filter larger than 1 x 1, padding, or an
+    output of another size than the input (kernels_conv.c `conv_gathers`)."""
+    if op.type != "CONV_2D":
+        return False
+    kh, kw = graph.tensor(op.inputs[1]).shape[1:3]
+    x, y = graph.tensor(op.inputs[0]).shape, graph.tensor(op.outputs[0]).shape
+    return kh * kw > 1 or any(op.options["pads"]) or tuple(x[1:3]) != tuple(y[1:3])
+
+
+WINDOW_BYTES = 512  # windows gathered at a time: up to this many bytes, 2 to 8 windows
+_LAST_WINDOWS: list = [None, {}]  # the last graph given to gathered_windows, and its answer
+
+
+def gathered_windows(graph: IntGraph) -> dict[int, int]:
+    """Op index -> windows its CONV_2D kernel gathers at a time, for every CONV_2D that gathers.
+
+    One window each is the least any kernel needs; more are faster (two output pixels share
+    each weight load) but must not raise the arena: each layer, in order, gets the most (up to
+    WINDOW_BYTES, 2 to 8 windows, then halved down to 1) that keeps the planned arena at its
+    size with one window each.
+    """
+    if _LAST_WINDOWS[0] is graph:
+        return _LAST_WINDOWS[1]
+    k = {
+        i: int(np.prod(graph.tensor(op.inputs[1]).shape[1:]))
+        for i, op in enumerate(graph.ops)
+        if _gathers(graph, op)
+    }
+    windows = dict.fromkeys(k, 1)
+
+    def arena_bytes() -> int:
+        sizes = {id(graph.ops[i]): n * k[i] for i, n in windows.items()}
+        return plan_arena(graph, scratch=lambda g, op: sizes.get(id(op), 0)).size_bytes
+
+    peak = arena_bytes()
+    for i in k:
+        n = min(8, max(2, WINDOW_BYTES // k[i]))
+        while n > 1:
+            windows[i] = n
+            if arena_bytes() <= peak:
+                break
+            windows[i] = 1
+            n //= 2
+    _LAST_WINDOWS[:] = [graph, windows]
+    return windows
+
+
+def _fast_scratch(graph: IntGraph, op: Op, encoded: EncodedWeights) -> int:
+    """Bytes of scratch the fast path of a layer needs (kernels.h): the windows a CONV_2D
+    gathers at a time (`gathered_windows`); packed and sparse weights are unpacked on the stack,
+    whatever `encoded` is."""
+    if not _gathers(graph, op):
+        return 0
+    index = next(i for i, o in enumerate(graph.ops) if o is op)
+    return gathered_windows(graph)[index] * int(np.prod(graph.tensor(op.inputs[1]).shape[1:]))
+
+
+def fold_input_offset(bias: np.ndarray, weights: np.ndarray, input_offset: int, axis: int):
+    """bias[c] + input_offset * (sum of the weights of channel c), wrapped to int32.
+
+    `axis` is the output-channel axis of `weights`. The kernels then accumulate
+    bias + sum(x * w): the same value modulo 2^32 as bias + sum((x + input_offset) * w).
+
+    Example:
+        >>> w = np.array([[1, 2], [-3, 4]], np.int8)
+        >>> fold_input_offset(np.array([10, 20], np.int32), w, 5, axis=0).tolist()
+        [25, 25]
+    """
+    sums = np.moveaxis(weights.astype(np.int64), axis, 0).reshape(weights.shape[axis], -1)
+    folded = bias.astype(np.int64) + int(input_offset) * sums.sum(axis=1)
+    return ((folded + 2**31) % 2**32 - 2**31).astype(np.int32)
 
 
 def _window(op: Op) -> str:
@@ -83,6 +165,7 @@ def _record_layer(ctx: EmitContext, op: Op, w: Tensor, encoded: EncodedWeights) 
             "type": op.type,
             "bits": w.bits,
             "encoding": encoded.kind,
+            "storage_bits": encoded.bits,
             "weights": int(w.data.size),
             "nonzero": int(np.count_nonzero(w.data)),
             "weight_bytes": encoded.nbytes,
@@ -94,29 +177,64 @@ def _record_layer(ctx: EmitContext, op: Op, w: Tensor, encoded: EncodedWeights) 
 
 
 def _bias(ctx: EmitContext, op: Op) -> str:
+    """The layer's bias with the input offset folded in (see `fold_input_offset`)."""
     name = f"{ctx.symbol}_bias"
-    ctx.constants.append(c_array("int32_t", name, ctx.graph.tensors[op.inputs[2]].data))
+    x, w, bias = (ctx.graph.tensors[n] for n in op.inputs[:3])
+    axis = 3 if op.type == "DEPTHWISE_CONV_2D" else 0
+    folded = fold_input_offset(bias.data, w.data, -int(x.zero_point[0]), axis)
+    ctx.constants.append(c_array("int32_t", name, folded))
     return name
+
+
+def _scratch(ctx: EmitContext, op: Op) -> tuple[str, str]:
+    """The `scratch` and `windows` fields of a CONV_2D or FULLY_CONNECTED (after its weights
+    are emitted): the arena buffer its fast path needs and the windows it holds, or NULL, its
+    generic kernel, when the plan holds none big enough. Fields, not arguments: the calls stay
+    the same size whatever the weights. The layer's record says which kernel runs (and how many
+    windows it gathers); the log says why a layer runs the generic one."""
+    record = ctx.layers[-1]
+    encoded = EncodedWeights(record["encoding"], record["storage_bits"], np.zeros(0, np.uint8))
+    need = _fast_scratch(ctx.graph, op, encoded)
+    record["kernel"] = "fast"
+    if need == 0:
+        return "0", "0"
+    if ctx.plan.scratch.get(ctx.index, 0) >= need:
+        windows = gathered_windows(ctx.graph)[ctx.index]
+        record["windows"] = windows
+        return f"(int8_t *)tinykws_arena + {ctx.plan.offsets[f'scratch:{ctx.index}']}", str(windows)
+    record["kernel"] = "generic"
+    logger.info(f"{ctx.where(op)}: generic kernel: its windows need {need} scratch bytes")
+    return "0", "0"
+
+
+def _depthwise_kernel(ctx: EmitContext, op: Op) -> None:
+    """Record (and log, when generic) which depthwise kernel runs: the fast one computes four
+    channels at a time for depth multiplier 1 and filters of at most 25 taps."""
+    w, record = ctx.graph.tensor(op.inputs[1]), ctx.layers[-1]
+    multiplier = int(op.options.get("depth_multiplier", 1))
+    record["kernel"] = "fast" if multiplier == 1 and w.shape[1] * w.shape[2] <= 25 else "generic"
+    if record["kernel"] == "generic":
+        logger.info(
+            f"{ctx.where(op)}: generic kernel: depth multiplier {multiplier}, "
+            f"{w.shape[1]} x {w.shape[2]} filter"
+        )
 
 
 def _conv(ctx: EmitContext, op: Op) -> None:
     (x, w, _), out = ctx.tensors(op)
-    ctx.struct(
-        "tk_conv_params",
-        {
-            "input": dims(x.shape),
-            "output": dims(out.shape),
-            "filter_h": str(w.shape[1]),
-            "filter_w": str(w.shape[2]),
-            "window": _window(op),
-            "weights": _weights(ctx, op, w.data.reshape(w.shape[0], -1), sparse_ok=True),
-            "bias": _bias(ctx, op),
-            "quant": _quant(ctx, op, x, out, w.shape[0]),
-        },
-    )
-    scratch = f"scratch:{ctx.index}"
-    window = ctx.buffer(scratch) if scratch in ctx.plan.offsets else "0"
-    ctx.call(op, "tk_conv2d_s8", ctx.buffer(x.name), ctx.buffer(out.name), window)
+    fields = {
+        "input": dims(x.shape),
+        "output": dims(out.shape),
+        "filter_h": str(w.shape[1]),
+        "filter_w": str(w.shape[2]),
+        "window": _window(op),
+        "weights": _weights(ctx, op, w.data.reshape(w.shape[0], -1), sparse_ok=True),
+        "bias": _bias(ctx, op),
+        "quant": _quant(ctx, op, x, out, w.shape[0]),
+    }
+    fields["scratch"], fields["windows"] = _scratch(ctx, op)
+    ctx.struct("tk_conv_params", fields)
+    ctx.call(op, "tk_conv2d_s8", ctx.buffer(x.name), ctx.buffer(out.name))
 
 
 def _depthwise(ctx: EmitContext, op: Op) -> None:
@@ -135,6 +253,7 @@ def _depthwise(ctx: EmitContext, op: Op) -> None:
             "quant": _quant(ctx, op, x, out, w.shape[3]),
         },
     )
+    _depthwise_kernel(ctx, op)
     ctx.call(op, "tk_depthwise_conv2d_s8", ctx.buffer(x.name), ctx.buffer(out.name))
 
 
@@ -151,6 +270,7 @@ def _fully_connected(ctx: EmitContext, op: Op) -> None:
             "quant": _quant(ctx, op, x, out, w.shape[0]),
         },
     )
+    _scratch(ctx, op)  # none: records the fast kernel
     ctx.call(op, "tk_fully_connected_s8", ctx.buffer(x.name), ctx.buffer(out.name))
 
 

@@ -9,11 +9,16 @@
  * negative integer is arithmetic and whose conversion of an out-of-range uint32_t to int32_t
  * wraps (gcc, clang and arm-none-eabi-gcc document both).
  */
-#include "kernels.h"
+#include <string.h>
+
+#include "kernels_internal.h"
+
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
 
 #define TK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define TK_MAX(a, b) ((a) > (b) ? (a) : (b))
-#define TK_DEPTHWISE_CHUNK 32 /* channels accumulated together by the depthwise kernel */
 
 /* ---- fixed-point arithmetic (gemmlowp / TFLite) ------------------------------------------ */
 
@@ -60,228 +65,39 @@ static int8_t clamp_offset(int32_t value, int32_t offset, int32_t low, int32_t h
     return (int8_t)TK_MAX(TK_MIN(value, high), low);
 }
 
-static int8_t requantize(uint32_t acc, int32_t channel, const tk_quant *q)
+/* ---- requantization ---------------------------------------------------------------------- */
+
+tk_rq tk_rq_channel(const tk_quant *q, int32_t channel)
 {
-    const int32_t scaled = tk_multiply_by_quantized_multiplier(
-        (int32_t)acc, q->multiplier[channel], q->shift[channel]);
-    return clamp_offset(scaled, q->output_offset, q->activation_min, q->activation_max);
+    tk_rq r;
+    const int32_t shift = q->shift[channel], right = shift > 0 ? 0 : -shift;
+    /* 2^30 + half * 2^31 as high and low words: half * 2^31 is 2^(right + 30) */
+    const uint32_t high = right >= 2 ? 1u << (right - 2) : 0u;
+    const uint32_t low = right == 1 ? 0xC0000000u : 0x40000000u;
+    r.multiplier = q->multiplier[channel];
+    r.left = shift > 0 ? shift : 0;
+    r.right1 = right - 1;
+    r.add[0] = (int64_t)(((uint64_t)high << 32) | low);
+    r.add[1] = right > 0 ? r.add[0] - 0x80000000 : r.add[0];
+    r.offset = q->output_offset;
+    r.low = q->activation_min - q->output_offset; /* the clamp before the zero point is added */
+    r.high = q->activation_max - q->output_offset;
+    return r;
 }
 
-/* ---- weights ----------------------------------------------------------------------------- */
-
-/* Stored value `index` of a weight tensor, sign-extended from its bit width. */
-static int32_t weight_at(const tk_weights *w, uint32_t index)
+/* tk_multiply_by_quantized_multiplier(acc, multiplier, shift) + zero point, clamped: the same
+ * value (see tk_rq). */
+int8_t tk_rq_apply(uint32_t acc, const tk_rq *r)
 {
-    if (w->bits == 8) {
-        return (int8_t)w->values[index];
+    if (!TK_RQ_ANY_SHIFT) {
+        return rq_apply_right(acc, r);
     }
-    if (w->bits == 4) {
-        const uint8_t byte = w->values[index >> 1];
-        return (int8_t)(uint8_t)(byte << (4 - 4 * (index & 1))) >> 4;
-    }
-    return (int8_t)(uint8_t)(w->values[index >> 2] << (6 - 2 * (index & 3))) >> 6;
-}
-
-/* Sum of (x[i] + offset) * w[start + i] over n dense weights. The int8 case sums x * w and w
- * apart (each product fits int16, so compilers vectorise it well) and combines them with the
- * offset at the end: the same value modulo 2^32. */
-static uint32_t dot_dense(const int8_t *x, int32_t offset, const tk_weights *w, uint32_t start,
-                          int32_t n)
-{
-    int32_t i;
-    if (w->bits == 8) {
-        const int8_t *wv = (const int8_t *)w->values + start;
-        uint32_t xw = 0, ws = 0;
-        for (i = 0; i < n; ++i) {
-            xw += (uint32_t)(int32_t)(int16_t)(x[i] * wv[i]);
-            ws += (uint32_t)(int32_t)wv[i];
-        }
-        return xw + (uint32_t)offset * ws;
-    } else {
-        uint32_t acc = 0;
-        for (i = 0; i < n; ++i) {
-            acc += (uint32_t)((x[i] + offset) * weight_at(w, start + (uint32_t)i));
-        }
-        return acc;
-    }
-}
-
-/* The same over n weights of a sparse row, from mask bit *bit and stored value *value, both
- * advanced past the n weights. */
-static uint32_t dot_sparse(const int8_t *x, int32_t offset, const tk_weights *w, uint32_t *bit,
-                           uint32_t *value, int32_t n)
-{
-    uint32_t acc = 0, b = *bit, v = *value;
-    int32_t i;
-    for (i = 0; i < n; ++i, ++b) {
-        if (w->mask[b >> 3] & (1u << (b & 7))) {
-            acc += (uint32_t)((x[i] + offset) * weight_at(w, v));
-            ++v;
-        }
-    }
-    *bit = b;
-    *value = v;
-    return acc;
-}
-
-/* ---- convolutions ------------------------------------------------------------------------ */
-
-/* Copies the window of output pixel (oy, ox) into patch (filter_h * filter_w * C_in values in
- * weight order); pixels in the padding get the input zero point, so (x + offset) is 0 there
- * and they contribute nothing, as in TFLite. */
-static void gather_patch(const tk_conv_params *p, const int8_t *image, int32_t oy, int32_t ox,
-                         int8_t *patch)
-{
-    const tk_dims *in = &p->input;
-    const int8_t zero_point = (int8_t)(-p->quant.input_offset);
-    int32_t ky, kx, c;
-    for (ky = 0; ky < p->filter_h; ++ky) {
-        const int32_t iy = oy * p->window.stride_h - p->window.pad_top + ky * p->window.dilation_h;
-        for (kx = 0; kx < p->filter_w; ++kx) {
-            const int32_t ix =
-                ox * p->window.stride_w - p->window.pad_left + kx * p->window.dilation_w;
-            const int inside = iy >= 0 && iy < in->h && ix >= 0 && ix < in->w;
-            const int8_t *x = inside ? image + (iy * in->w + ix) * in->c : 0;
-            for (c = 0; c < in->c; ++c) {
-                *patch++ = inside ? x[c] : zero_point;
-            }
-        }
-    }
-}
-
-/* The input values output pixel (oy, ox) reads, in weight order: the pixel itself for a 1 x 1
- * filter (NULL when it lies in the padding), else the patch gathered into scratch. */
-static const int8_t *window_values(const tk_conv_params *p, const int8_t *image, int32_t oy,
-                                   int32_t ox, int8_t *scratch)
-{
-    const tk_dims *in = &p->input;
-    if (p->filter_h == 1 && p->filter_w == 1) {
-        const int32_t iy = oy * p->window.stride_h - p->window.pad_top;
-        const int32_t ix = ox * p->window.stride_w - p->window.pad_left;
-        if (iy < 0 || iy >= in->h || ix < 0 || ix >= in->w) {
-            return 0;
-        }
-        return image + (iy * in->w + ix) * in->c;
-    }
-    gather_patch(p, image, oy, ox, scratch);
-    return scratch;
-}
-
-void tk_conv2d_s8(const tk_conv_params *p, const int8_t *input, int8_t *output, int8_t *scratch)
-{
-    const tk_dims *in = &p->input, *out = &p->output;
-    const tk_weights *w = &p->weights;
-    const int32_t depth = p->filter_h * p->filter_w * in->c; /* weights per output channel */
-    int32_t b, oy, ox, oc;
-    for (b = 0; b < out->n; ++b) {
-        const int8_t *image = input + b * in->h * in->w * in->c;
-        for (oy = 0; oy < out->h; ++oy) {
-            for (ox = 0; ox < out->w; ++ox) {
-                const int8_t *x = window_values(p, image, oy, ox, scratch);
-                int8_t *dst = output + ((b * out->h + oy) * out->w + ox) * out->c;
-                uint32_t bit = 0, value = 0; /* sparse weights: cursors over the rows */
-                for (oc = 0; oc < out->c; ++oc) {
-                    uint32_t acc = (uint32_t)p->bias[oc];
-                    if (x != 0 && w->mask) {
-                        acc += dot_sparse(x, p->quant.input_offset, w, &bit, &value, depth);
-                    } else if (x != 0) {
-                        acc += dot_dense(x, p->quant.input_offset, w, (uint32_t)(oc * depth),
-                                         depth);
-                    }
-                    dst[oc] = requantize(acc, oc, &p->quant);
-                }
-            }
-        }
-    }
-}
-
-/* Adds tap (ky, kx)'s contribution to channels [c0, c0 + n) of one depthwise output pixel:
- * xw[i] += x * w and ws[i] += w (int8 weights; the offset is applied once, at the end), or
- * xw[i] += (x + offset) * w directly (packed weights, depth multiplier > 1). */
-static void depthwise_tap(const tk_depthwise_params *p, const int8_t *x, int32_t tap, int32_t c0,
-                          int32_t n, uint32_t *xw, uint32_t *ws)
-{
-    const int32_t offset = p->quant.input_offset, m = p->depth_multiplier;
-    const uint32_t start = (uint32_t)(tap * p->output.c + c0);
-    int32_t i;
-    if (m == 1 && p->weights.bits == 8) {
-        const int8_t *wv = (const int8_t *)p->weights.values + start;
-        for (i = 0; i < n; ++i) {
-            xw[i] += (uint32_t)(int32_t)(int16_t)(x[c0 + i] * wv[i]);
-            ws[i] += (uint32_t)(int32_t)wv[i];
-        }
-        return;
-    }
-    for (i = 0; i < n; ++i) {
-        xw[i] += (uint32_t)((x[(c0 + i) / m] + offset) * weight_at(&p->weights, start + i));
-    }
-}
-
-/* Output channels [c0, c0 + n) of the depthwise output pixel (b, oy, ox). */
-static void depthwise_pixel(const tk_depthwise_params *p, const int8_t *image, int32_t oy,
-                            int32_t ox, int32_t c0, int32_t n, int8_t *dst)
-{
-    const tk_dims *in = &p->input;
-    uint32_t xw[TK_DEPTHWISE_CHUNK], ws[TK_DEPTHWISE_CHUNK];
-    int32_t i, ky, kx;
-    for (i = 0; i < n; ++i) {
-        xw[i] = (uint32_t)p->bias[c0 + i];
-        ws[i] = 0;
-    }
-    for (ky = 0; ky < p->filter_h; ++ky) {
-        const int32_t iy = oy * p->window.stride_h - p->window.pad_top + ky * p->window.dilation_h;
-        for (kx = 0; kx < p->filter_w; ++kx) {
-            const int32_t ix =
-                ox * p->window.stride_w - p->window.pad_left + kx * p->window.dilation_w;
-            if (iy >= 0 && iy < in->h && ix >= 0 && ix < in->w) {
-                const int8_t *x = image + (iy * in->w + ix) * in->c;
-                depthwise_tap(p, x, ky * p->filter_w + kx, c0, n, xw, ws);
-            }
-        }
-    }
-    for (i = 0; i < n; ++i) {
-        const uint32_t acc = xw[i] + (uint32_t)p->quant.input_offset * ws[i];
-        dst[c0 + i] = requantize(acc, c0 + i, &p->quant);
-    }
-}
-
-void tk_depthwise_conv2d_s8(const tk_depthwise_params *p, const int8_t *input, int8_t *output)
-{
-    const tk_dims *in = &p->input, *out = &p->output;
-    int32_t b, oy, ox, c0;
-    for (b = 0; b < out->n; ++b) {
-        const int8_t *image = input + b * in->h * in->w * in->c;
-        for (oy = 0; oy < out->h; ++oy) {
-            for (ox = 0; ox < out->w; ++ox) {
-                int8_t *dst = output + ((b * out->h + oy) * out->w + ox) * out->c;
-                for (c0 = 0; c0 < out->c; c0 += TK_DEPTHWISE_CHUNK) {
-                    const int32_t n = TK_MIN(TK_DEPTHWISE_CHUNK, out->c - c0);
-                    depthwise_pixel(p, image, oy, ox, c0, n, dst);
-                }
-            }
-        }
-    }
-}
-
-void tk_fully_connected_s8(const tk_fully_connected_params *p, const int8_t *input,
-                           int8_t *output)
-{
-    const tk_weights *w = &p->weights;
-    const int32_t offset = p->quant.input_offset;
-    int32_t r, oc;
-    for (r = 0; r < p->rows; ++r) {
-        const int8_t *x = input + r * p->input_size;
-        uint32_t bit = 0, value = 0; /* sparse weights: cursors over the rows, in order */
-        for (oc = 0; oc < p->output_size; ++oc) {
-            uint32_t acc = (uint32_t)p->bias[oc];
-            if (w->mask) {
-                acc += dot_sparse(x, offset, w, &bit, &value, p->input_size);
-            } else {
-                acc += dot_dense(x, offset, w, (uint32_t)(oc * p->input_size), p->input_size);
-            }
-            output[r * p->output_size + oc] = requantize(acc, oc, &p->quant);
-        }
-    }
+    const int32_t x = (int32_t)(acc << r->left);
+    const int64_t v = r->add[(uint32_t)x >> 31] + (int64_t)x * r->multiplier;
+    int32_t q = r->right1 >= 0 ? (int32_t)(v >> 32) >> r->right1 : (int32_t)(v >> 31);
+    q = q < r->low ? r->low : q;
+    q = q > r->high ? r->high : q;
+    return (int8_t)(q + r->offset);
 }
 
 /* ---- pooling, mean ----------------------------------------------------------------------- */
@@ -349,81 +165,222 @@ void tk_avg_pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *outp
     }
 }
 
+#if defined(__ARM_FEATURE_DSP)
+/* sums[0..3] += the four int8 lanes of the words at x, x + stride, ... (n of them). SXTAB16 adds
+ * pairs of lanes into 16-bit halves: 256 values of [-128, 127] sum to within [-32768, 32512],
+ * so each run of up to 256 is exact before it is widened. */
+static void sum4_s8(const int8_t *x, int32_t stride, int32_t n, int32_t *sums)
+{
+    while (n > 0) {
+        const int32_t m = n < 256 ? n : 256;
+        uint32_t even = 0, odd = 0, v;
+        int32_t i;
+        for (i = 0; i < m; ++i, x += stride) {
+            memcpy(&v, x, 4);
+            even = __sxtab16(even, v);
+            __asm__("sxtab16 %0, %0, %1, ror #8" : "+r"(odd) : "r"(v));
+        }
+        sums[0] += (int16_t)even, sums[1] += (int16_t)odd;
+        sums[2] += (int32_t)even >> 16, sums[3] += (int32_t)odd >> 16;
+        n -= m;
+    }
+}
+#endif
+
 void tk_mean_hw_s8(const tk_mean_params *p, const int8_t *input, int8_t *output)
 {
     const tk_dims *in = &p->input;
     const int32_t count = in->h * in->w;
-    int32_t b, c, i;
+    int32_t b, c, i, j, sums[4];
     for (b = 0; b < in->n; ++b) {
         const int8_t *image = input + b * count * in->c;
-        for (c = 0; c < in->c; ++c) {
-            uint32_t acc = (uint32_t)(p->input_offset * count);
-            int32_t scaled;
-            for (i = 0; i < count; ++i) {
-                acc += (uint32_t)(int32_t)image[i * in->c + c];
+        for (c = 0; c < in->c; c += j) {
+            j = 1;
+            sums[0] = 0;
+#if defined(__ARM_FEATURE_DSP)
+            if (c + 4 <= in->c) { /* four channels at a time */
+                j = 4;
+                sums[1] = sums[2] = sums[3] = 0;
+                sum4_s8(image + c, in->c, count, sums);
             }
-            scaled = tk_multiply_by_quantized_multiplier((int32_t)acc, p->multiplier, p->shift);
-            output[b * in->c + c] = clamp_offset(scaled, p->output_offset, -128, 127);
+#endif
+            for (i = 0; j == 1 && i < count; ++i) {
+                sums[0] += image[i * in->c + c];
+            }
+            for (i = 0; i < j; ++i) {
+                const uint32_t acc = (uint32_t)(p->input_offset * count) + (uint32_t)sums[i];
+                const int32_t scaled =
+                    tk_multiply_by_quantized_multiplier((int32_t)acc, p->multiplier, p->shift);
+                output[b * in->c + c + i] = clamp_offset(scaled, p->output_offset, -128, 127);
+            }
         }
     }
 }
 
 /* ---- element-wise ------------------------------------------------------------------------ */
 
-/* Calls one(params, a, b) for every output element, in order, with the broadcast inputs:
- * shape is the output's (4-D); a_stride / b_stride step through each input (0 on an axis it is
- * broadcast along). */
-typedef int8_t (*binary_one)(const void *params, int32_t a, int32_t b);
+/* ADD and MUL rescale with the requantization of the convolutions (kernels_internal.h tk_rq):
+ * SaturatingRoundingDoublingHighMul then RoundingDivideByPOT as one 64-bit multiply-add and
+ * shift, constants derived once per call. TFLite's int8 ADD: each input minus its zero point,
+ * times 2^left_shift, is rescaled onto a common scale (MultiplyByQuantizedMultiplier-
+ * SmallerThanOneExp), the two are summed (modulo 2^32) and the sum rescaled to the output; MUL
+ * rescales the product of the offset inputs (within +-2^16: no overflow). */
 
-static void broadcast_binary(const int32_t *shape, const int32_t *a_stride,
-                             const int32_t *b_stride, const int8_t *a, const int8_t *b,
-                             int8_t *output, binary_one one, const void *params)
+/* The constants of one rescaling by (multiplier, shift), shift in [-31, 30], to a value of zero
+ * point `offset` clamped to [low, high]. */
+static tk_rq rescaling(int32_t multiplier, int32_t shift, int32_t offset, int32_t low,
+                       int32_t high)
 {
-    int32_t i0, i1, i2, i3, k = 0;
-    for (i0 = 0; i0 < shape[0]; ++i0) {
-        for (i1 = 0; i1 < shape[1]; ++i1) {
-            for (i2 = 0; i2 < shape[2]; ++i2) {
-                const int32_t ia = i0 * a_stride[0] + i1 * a_stride[1] + i2 * a_stride[2];
-                const int32_t ib = i0 * b_stride[0] + i1 * b_stride[1] + i2 * b_stride[2];
-                for (i3 = 0; i3 < shape[3]; ++i3) {
-                    output[k++] = one(params, a[ia + i3 * a_stride[3]], b[ib + i3 * b_stride[3]]);
-                }
-            }
+    const int8_t shift8 = (int8_t)shift;
+    const tk_quant q = {&multiplier, &shift8, 0, offset, low, high};
+    return tk_rq_channel(&q, 0);
+}
+
+/* tk_multiply_by_quantized_multiplier(x, multiplier, shift) with r's constants (see tk_rq). */
+TK_INLINE int32_t rescale(int32_t x, const tk_rq *r)
+{
+    int64_t v;
+    x = (int32_t)((uint32_t)x << r->left);
+    v = r->add[(uint32_t)x >> 31] + (int64_t)x * r->multiplier;
+    return r->right1 >= 0 ? (int32_t)(v >> 32) >> r->right1 : (int32_t)(v >> 31);
+}
+
+/* The rescaled value clamped to r's range, plus its zero point. */
+TK_INLINE int8_t clamp_rescaled(int32_t q, const tk_rq *r)
+{
+    q = q < r->low ? r->low : q;
+    q = q > r->high ? r->high : q;
+    return (int8_t)(q + r->offset);
+}
+
+/* The constants of an ADD: input a, input b, output. */
+typedef struct {
+    tk_rq a, b, out;
+    int32_t a_offset, b_offset, left;
+} tk_add_rq;
+
+/* One input's share of an ADD: (x + offset) * 2^left, rescaled. */
+TK_INLINE int32_t add_input(int32_t x, int32_t offset, int32_t left, const tk_rq *r)
+{
+    return rescale((x + offset) * (1 << left), r);
+}
+
+/* n outputs of an ADD along the last axis: a and b step by a_step / b_step (0: broadcast, its
+ * share computed once). */
+static void add_row(const tk_add_rq *k, const int8_t *a, int32_t a_step, const int8_t *b,
+                    int32_t b_step, int32_t n, int8_t *y)
+{
+    const int32_t sa = add_input(*a, k->a_offset, k->left, &k->a);
+    const int32_t sb = add_input(*b, k->b_offset, k->left, &k->b);
+    int32_t i;
+    if (a_step == 0) {
+        for (i = 0; i < n; ++i, b += b_step) {
+            const int32_t s = (int32_t)((uint32_t)sa + (uint32_t)add_input(*b, k->b_offset,
+                                                                             k->left, &k->b));
+            y[i] = clamp_rescaled(rescale(s, &k->out), &k->out);
+        }
+    } else if (b_step == 0) {
+        for (i = 0; i < n; ++i, a += a_step) {
+            const int32_t s = (int32_t)((uint32_t)add_input(*a, k->a_offset, k->left, &k->a) +
+                                        (uint32_t)sb);
+            y[i] = clamp_rescaled(rescale(s, &k->out), &k->out);
+        }
+    } else {
+        for (i = 0; i < n; ++i, a += a_step, b += b_step) {
+            const int32_t s = (int32_t)((uint32_t)add_input(*a, k->a_offset, k->left, &k->a) +
+                                        (uint32_t)add_input(*b, k->b_offset, k->left, &k->b));
+            y[i] = clamp_rescaled(rescale(s, &k->out), &k->out);
         }
     }
 }
 
-/* TFLite's int8 ADD: each input minus its zero point is scaled by 2^left_shift, rescaled onto
- * a common scale (MultiplyByQuantizedMultiplierSmallerThanOneExp), summed, and rescaled. */
-static int8_t add_one(const void *params, int32_t a, int32_t b)
+/* n outputs of an ADD whose one input's shares along the row are given (`shared`), the other
+ * input x (steps of `step`, zero point -offset, rescaled with r) read as it goes. */
+static void add_row_shared(const tk_add_rq *k, const int32_t *shared, const int8_t *x,
+                           int32_t step, int32_t offset, const tk_rq *r, int32_t n, int8_t *y)
 {
-    const tk_add_params *p = (const tk_add_params *)params;
-    const int32_t sa = rdbpot(srdhm((a + p->a_offset) * (1 << p->left_shift), p->a_multiplier),
-                              -p->a_shift);
-    const int32_t sb = rdbpot(srdhm((b + p->b_offset) * (1 << p->left_shift), p->b_multiplier),
-                              -p->b_shift);
-    const int32_t raw = rdbpot(srdhm(wrap_add(sa, sb), p->output_multiplier), -p->output_shift);
-    return clamp_offset(raw, p->output_offset, p->activation_min, p->activation_max);
+    int32_t i;
+    for (i = 0; i < n; ++i, x += step) {
+        const int32_t s =
+            (int32_t)((uint32_t)shared[i] + (uint32_t)add_input(*x, offset, k->left, r));
+        y[i] = clamp_rescaled(rescale(s, &k->out), &k->out);
+    }
+}
+
+/* One plane of an ADD (the last two axes, shape[2] rows of shape[3]) from a and b at their
+ * plane's start. An input broadcast along the rows (a row of at most TK_ADD_ROW contiguous
+ * values reused for each) has its row's shares computed once. */
+#define TK_ADD_ROW 64
+static void add_plane(const tk_add_params *p, const tk_add_rq *k, const int8_t *a,
+                      const int8_t *b, int8_t *output)
+{
+    const int32_t *shape = p->shape, *as = p->a_stride, *bs = p->b_stride;
+    const int row = shape[2] > 1 && shape[3] <= TK_ADD_ROW;
+    int32_t shared[TK_ADD_ROW], i, j;
+    if (row && as[2] == 0 && as[3] == 1) {
+        for (j = 0; j < shape[3]; ++j) {
+            shared[j] = add_input(a[j], k->a_offset, k->left, &k->a);
+        }
+        for (i = 0; i < shape[2]; ++i, b += bs[2], output += shape[3]) {
+            add_row_shared(k, shared, b, bs[3], k->b_offset, &k->b, shape[3], output);
+        }
+    } else if (row && bs[2] == 0 && bs[3] == 1) {
+        for (j = 0; j < shape[3]; ++j) {
+            shared[j] = add_input(b[j], k->b_offset, k->left, &k->b);
+        }
+        for (i = 0; i < shape[2]; ++i, a += as[2], output += shape[3]) {
+            add_row_shared(k, shared, a, as[3], k->a_offset, &k->a, shape[3], output);
+        }
+    } else {
+        for (i = 0; i < shape[2]; ++i, a += as[2], b += bs[2], output += shape[3]) {
+            add_row(k, a, as[3], b, bs[3], shape[3], output);
+        }
+    }
 }
 
 void tk_add_s8(const tk_add_params *p, const int8_t *a, const int8_t *b, int8_t *output)
 {
-    broadcast_binary(p->shape, p->a_stride, p->b_stride, a, b, output, add_one, p);
+    const int32_t *shape = p->shape, *as = p->a_stride, *bs = p->b_stride;
+    tk_add_rq k;
+    int32_t i0, i1;
+    k.a = rescaling(p->a_multiplier, p->a_shift, 0, 0, 0);
+    k.b = rescaling(p->b_multiplier, p->b_shift, 0, 0, 0);
+    k.out = rescaling(p->output_multiplier, p->output_shift, p->output_offset,
+                      p->activation_min, p->activation_max);
+    k.a_offset = p->a_offset, k.b_offset = p->b_offset, k.left = p->left_shift;
+    for (i0 = 0; i0 < shape[0]; ++i0) {
+        for (i1 = 0; i1 < shape[1]; ++i1, output += shape[2] * shape[3]) {
+            add_plane(p, &k, a + i0 * as[0] + i1 * as[1], b + i0 * bs[0] + i1 * bs[1], output);
+        }
+    }
 }
 
-/* TFLite's int8 MUL: the product of the offset inputs (within +-2^16: no overflow) is
- * requantized like a convolution's accumulator. */
-static int8_t mul_one(const void *params, int32_t a, int32_t b)
+/* n outputs of a MUL along the last axis (steps as add_row). */
+static void mul_row(const tk_mul_params *p, const tk_rq *r, const int8_t *a, int32_t a_step,
+                    const int8_t *b, int32_t b_step, int32_t n, int8_t *y)
 {
-    const tk_mul_params *p = (const tk_mul_params *)params;
-    const int32_t product = (a + p->a_offset) * (b + p->b_offset);
-    const int32_t scaled = tk_multiply_by_quantized_multiplier(product, p->multiplier, p->shift);
-    return clamp_offset(scaled, p->output_offset, p->activation_min, p->activation_max);
+    int32_t i;
+    for (i = 0; i < n; ++i, a += a_step, b += b_step) {
+        const int32_t product = (*a + p->a_offset) * (*b + p->b_offset);
+        y[i] = clamp_rescaled(rescale(product, r), r);
+    }
 }
 
 void tk_mul_s8(const tk_mul_params *p, const int8_t *a, const int8_t *b, int8_t *output)
 {
-    broadcast_binary(p->shape, p->a_stride, p->b_stride, a, b, output, mul_one, p);
+    const int32_t *shape = p->shape, *as = p->a_stride, *bs = p->b_stride;
+    const tk_rq r = rescaling(p->multiplier, p->shift, p->output_offset, p->activation_min,
+                              p->activation_max);
+    int32_t i0, i1, i2;
+    for (i0 = 0; i0 < shape[0]; ++i0) {
+        for (i1 = 0; i1 < shape[1]; ++i1) {
+            for (i2 = 0; i2 < shape[2]; ++i2, output += shape[3]) {
+                const int32_t ia = i0 * as[0] + i1 * as[1] + i2 * as[2];
+                const int32_t ib = i0 * bs[0] + i1 * bs[1] + i2 * bs[2];
+                mul_row(p, &r, a + ia, as[3], b + ib, bs[3], shape[3], output);
+            }
+        }
+    }
 }
 
 void tk_logistic_s8(const tk_logistic_params *p, const int8_t *input, int8_t *output)

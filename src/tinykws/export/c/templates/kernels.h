@@ -27,9 +27,21 @@
  * order, packed at `bits`. The kernels visit the rows in order, so a running count of set bits
  * finds each value; no per-row index is stored.
  *
- * No kernel allocates memory or uses floating point. Only CONV_2D with a filter larger than 1 x 1
- * needs scratch memory: filter_h * filter_w * C_in bytes (one window). Input, output and scratch
- * buffers must not overlap.
+ * Folded bias: the `bias` of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED holds
+ * bias[c] + input_offset * (sum of the weights of output channel c), wrapped to int32 (computed
+ * when the C is generated), so the kernels accumulate bias + sum(x * w) and a tap in the padding
+ * reads the input zero point.
+ *
+ * No kernel allocates memory or uses floating point. A CONV_2D with a filter larger than 1 x 1,
+ * padding or a stride gathers its input windows (K values each, K = KH * KW * C_in) into the
+ * scratch memory of its `scratch` field, `windows` at a time (windows * K bytes; the generator
+ * gives each layer as many as fit under the arena's peak, up to 8); without it (NULL) it runs
+ * its generic kernel, with the same results, slower. No other kernel needs scratch; packed and
+ * sparse weights are unpacked on the stack, 64 values of two rows at a time. Stack: under 800
+ * bytes per kernel call. A convolution given one window of scratch (a layer at the arena's
+ * peak) gathers up to 8 at a time at the end of its output while the pixels written there come
+ * later.
+ * Input, output and scratch buffers must not overlap.
  */
 #ifndef TINYKWS_KERNELS_H
 #define TINYKWS_KERNELS_H
@@ -70,7 +82,8 @@ typedef struct {
 } tk_quant;
 
 /** CONV_2D: input (N, H, W, C_in) int8 -> output (N, OH, OW, C_out) int8.
- *  weights (C_out, filter_h, filter_w, C_in); bias int32 (C_out,) at scale s_in * s_w[c]. */
+ *  weights (C_out, filter_h, filter_w, C_in); bias int32 (C_out,) at scale s_in * s_w[c],
+ *  folded (see the file comment). */
 typedef struct {
     tk_dims input, output;
     int32_t filter_h, filter_w;
@@ -78,6 +91,8 @@ typedef struct {
     tk_weights weights;
     const int32_t *bias;
     tk_quant quant;
+    int8_t *scratch; /* windows * K bytes (see the file comment); NULL: the generic kernel */
+    int32_t windows; /* windows gathered at a time into scratch, >= 1 */
 } tk_conv_params;
 
 /** DEPTHWISE_CONV_2D: output channel c reads input channel c / depth_multiplier;
@@ -187,8 +202,7 @@ typedef struct {
  *  rounding (see the file comment). x: any int32; shift in [-31, 30]. */
 int32_t tk_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
-/** scratch: filter_h * filter_w * C_in bytes (unused, may be NULL, for 1 x 1 filters). */
-void tk_conv2d_s8(const tk_conv_params *p, const int8_t *input, int8_t *output, int8_t *scratch);
+void tk_conv2d_s8(const tk_conv_params *p, const int8_t *input, int8_t *output);
 void tk_depthwise_conv2d_s8(const tk_depthwise_params *p, const int8_t *input, int8_t *output);
 void tk_fully_connected_s8(const tk_fully_connected_params *p, const int8_t *input,
                            int8_t *output);
