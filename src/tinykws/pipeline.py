@@ -12,7 +12,6 @@ and goes on to the later stages.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from typing import Any
 from tinykws.cache import DEFAULT_CACHE_DIR, content_key
 from tinykws.config import dump_toml, to_dict
 from tinykws.errors import TinyKWSError
-from tinykws.io import write_json, write_text
+from tinykws.io import read_json_object, write_json, write_text
 from tinykws.log import logger
 from tinykws.predictor import FINAL_MODEL_FILE
 
@@ -53,7 +52,7 @@ class Run:
         marker = self.dir / "stages" / f"{stage}.json"
         if not marker.is_file():
             raise TinyKWSError(f"{self.dir}: stage '{stage}' has not run; add it to the recipe")
-        return json.loads(marker.read_text())["outputs"]
+        return read_json_object(marker, "stage marker").get("outputs") or {}
 
     def set_final_model(self, relative: str) -> None:
         """Point the run's final model (what `tinykws evaluate RUN` uses) at `relative`."""
@@ -62,7 +61,12 @@ class Run:
     def update_metrics(self, section: str, values: dict) -> None:
         """Merge `values` into metrics.json under `section`."""
         path = self.dir / "metrics.json"
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        metrics = {}
+        if path.is_file():
+            try:
+                metrics = read_json_object(path, "metrics file")
+            except TinyKWSError as exc:  # derived data: start it again rather than fail
+                logger.warning(f"{exc}; it is written anew")
         metrics[section] = values
         write_json(path, metrics)
 
@@ -73,6 +77,7 @@ def stage_table() -> dict[str, Any]:
     from tinykws.export.stage import stage_check, stage_export
     from tinykws.prune.stage import stage_prune
     from tinykws.quant.stage import stage_quantize
+    from tinykws.stream.stage import stage_stream
 
     return {
         "data": stages.stage_data,
@@ -81,13 +86,16 @@ def stage_table() -> dict[str, Any]:
         "quantize": stage_quantize,
         "export": stage_export,
         "evaluate": stages.stage_evaluate,
+        "stream": stage_stream,
         "check": stage_check,
         "report": stages.stage_report,
     }
 
 
 # Names are needed to validate recipes without importing the stage implementations.
-STAGES = ("data", "train", "prune", "quantize", "export", "evaluate", "check", "report")
+STAGES = (
+    "data", "train", "prune", "quantize", "export", "evaluate", "stream", "check", "report"
+)  # fmt: skip
 
 
 def stage_config(recipe, stage: str) -> Any:
@@ -102,11 +110,25 @@ def stage_config(recipe, stage: str) -> Any:
 
 
 def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
-    """Run each stage of `recipe` into `out_dir`, skipping stages already done with the same key."""
+    """Run each stage of `recipe` into `out_dir`, skipping stages already done with the same key.
+
+    The run directory is locked for the run (`tinykws.runlock`): a second run on it fails at
+    once."""
+    from tinykws.runlock import remove_if_empty, run_lock
+
+    created = not Path(out_dir).exists()
+    try:
+        with run_lock(out_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
+            return _run_recipe(recipe, out_dir, force)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no folder behind
+            remove_if_empty(out_dir)
+        raise
+
+
+def _run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
     run = Run(recipe=recipe, dir=Path(out_dir))
     run.dir.mkdir(parents=True, exist_ok=True)
-    if run.is_main:
-        write_text(run.dir / "recipe.toml", dump_toml(recipe.to_dict()))
     table = stage_table()
     bad = [s for s in force if s not in recipe.stages]
     if bad:
@@ -114,15 +136,22 @@ def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
             f"--force {bad[0]}: not a stage of this recipe ({', '.join(recipe.stages)})"
         )
     upstream, redo = "", False
-    for stage in [s for s in table if s in recipe.stages]:
+    order = [s for s in table if s in recipe.stages]
+    recipe_after = order[0] if order else None
+    for stage in order:
         key = content_key(stage, stage_config(recipe, stage), upstream)
+        first_redone = not redo
         redo = redo or stage in force
         if not redo and _is_done(run, stage, key):
             logger.info(f"[{stage}] done already, skipped")
             _restore_final_model(run, stage)
         else:
-            redo = True  # everything after a redone stage is redone too
+            if first_redone and run.is_main:  # everything after a redone stage is redone too
+                _invalidate_from(run, stage, stage in force)
+            redo = True
             _run_stage(run, stage, table[stage], key)
+        if stage == recipe_after and run.is_main:  # once the recipe and its data are valid
+            write_text(run.dir / "recipe.toml", dump_toml(recipe.to_dict()))
         if not run.is_main and stage == "train":
             break  # later stages run on rank 0 only
         upstream = key
@@ -130,19 +159,21 @@ def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
 
 
 def _is_done(run: Run, stage: str, key: str) -> bool:
-    marker = run.dir / "stages" / f"{stage}.json"
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()).get("key") == key
-    except json.JSONDecodeError:
-        return False
+    from tinykws.run_state import stage_is_done
+
+    return stage_is_done(run.dir, stage, key)
+
+
+def _invalidate_from(run: Run, stage: str, forced: bool) -> None:
+    from tinykws.run_state import invalidate_from
+
+    invalidate_from(run.dir, STAGES[STAGES.index(stage) :], forced)
 
 
 def _restore_final_model(run: Run, stage: str) -> None:
     """Point final.json back at the model a skipped stage left, so a stage that is redone after
     it starts from that model, not from what a later stage of an earlier run wrote."""
-    marker = json.loads((run.dir / "stages" / f"{stage}.json").read_text())
+    marker = read_json_object(run.dir / "stages" / f"{stage}.json", "stage marker")
     if run.is_main and marker.get("final_model"):
         run.set_final_model(marker["final_model"])
 
@@ -156,6 +187,6 @@ def _run_stage(run: Run, stage: str, function, key: str) -> None:
         marker = {"key": key, "seconds": round(seconds, 2), "outputs": to_dict(outputs)}
         final = run.dir / FINAL_MODEL_FILE
         if final.is_file():  # the model every later stage starts from
-            marker["final_model"] = json.loads(final.read_text())["model"]
+            marker["final_model"] = read_json_object(final, "final.json").get("model")
         write_json(run.dir / "stages" / f"{stage}.json", marker)
     logger.info(f"[{stage}] finished in {seconds:.1f} s")

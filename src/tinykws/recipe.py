@@ -92,6 +92,7 @@ def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     unknown = sorted(set(raw) - valid)
     if unknown:
         raise TinyKWSError(unknown_key_message(unknown[0], valid, where))
+    _check_shapes(raw, where)
     stages = tuple(raw.get("stages", [s for s in STAGES if s in DEFAULT_STAGES or s in raw]))
     for stage in stages:
         check_choice("stages", stage, tuple(STAGES))
@@ -109,18 +110,31 @@ def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     )
 
 
+def _check_shapes(raw: dict[str, Any], where: str) -> None:
+    """Every section is a table, `stages` a list of names and `name` a string."""
+    for key, value in raw.items():
+        if key not in ("name", "stages") and not isinstance(value, dict):
+            raise TinyKWSError(f"{where}: [{key}] must be a table, got {value!r:.60}")
+    if not isinstance(raw.get("stages", []), list):
+        raise TinyKWSError(f"{where}: stages must be a list of stage names")
+    if not isinstance(raw.get("name", ""), str):
+        raise TinyKWSError(f"{where}: name must be a string")
+
+
 def _check_stage_tables(extra: dict[str, Any]) -> dict[str, Any]:
     """Validate the tables of the compression and deployment stages before anything runs."""
     from tinykws.check import CheckConfig
     from tinykws.export.stage import ExportStageConfig
     from tinykws.prune.config import PruneConfig
     from tinykws.quant.stage import parse_table
+    from tinykws.stream.stage import StreamStageConfig
 
     parsers = {
         "prune": lambda t: from_dict(PruneConfig, t, "prune"),
         "quantize": parse_table,
         "export": lambda t: from_dict(ExportStageConfig, t, "export"),
         "check": lambda t: from_dict(CheckConfig, t, "check"),
+        "stream": StreamStageConfig.from_dict,
     }
     for name, table in extra.items():
         if not isinstance(table, dict):
@@ -151,8 +165,17 @@ def _check_frontend_and_model(frontend: dict, model: dict) -> None:
     from tinykws.features import FrontEnd, frontend_config
     from tinykws.models import model_config
 
+    for section, table in (("frontend", frontend), ("model", model)):
+        for key in ("preset", "family"):
+            if key in table and not isinstance(table[key], str):
+                raise TinyKWSError(f"[{section}] {key} must be a name, got {table[key]!r:.40}")
+    for key, source in (("n_classes", "the labels"), ("input_shape", "the front end")):
+        if key in model:  # it would be overridden, silently
+            raise TinyKWSError(f"[model] {key} is set by {source}; remove it from the recipe")
+    from tinykws.predictor import check_model_size
+
     shape = FrontEnd(frontend_config(frontend)).output_shape
-    model_config(model, n_classes=2, input_shape=shape)
+    check_model_size(model_config(model, n_classes=2, input_shape=shape), "[model]")
 
 
 def load_recipe(path: str | Path) -> Recipe:

@@ -6,7 +6,7 @@ from tinykws.cli._common import add_verb, comma_words
 from tinykws.data.layout import LABEL_PRESETS, SPLIT_MODES
 
 VERSIONS = ("v0.02", "v0.01", "test-v0.02")
-FRONTENDS = ("logmel", "mfcc", "bark", "micro")
+FRONTENDS = ("logmel", "mfcc", "bark", "micro", "cnn3", "gostop")
 
 DATA_HELP = """\
 Make, fetch and inspect Speech Commands-style datasets.
@@ -55,10 +55,51 @@ def register(subparsers) -> None:
     p.add_argument("--silence-count", type=int, default=-1, help="-1 = mean command class size")
     p.add_argument("--seed", type=int, default=0)
 
+    _add_stream_test(verbs)
+
     p = add_verb(verbs, "show", "plot waveform, spectrum, spectrogram, mel and MFCC", show_verb)
     p.add_argument("clip", help="a .wav or .flac file")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--frontend", choices=FRONTENDS, default="logmel")
+
+
+def _add_stream_test(verbs) -> None:
+    from tinykws.cli._common import comma_floats
+
+    p = add_verb(verbs, "stream-test", "a long test stream with its truth CSV", stream_test_verb,
+                 STREAM_TEST_HELP)  # fmt: skip
+    p.add_argument("out", help="the WAV to write (its truth goes beside it as .csv)")
+    p.add_argument("--data", required=True, help="Speech Commands-layout or test-set folder")
+    p.add_argument("--split", choices=("train", "validation", "test"), default="validation")
+    p.add_argument("--minutes", type=float, default=20.0)
+    p.add_argument("--keywords", type=int, default=50, help="keyword clips (default 50)")
+    p.add_argument("--unknown", type=int, default=-1, help="other words (default: as keywords)")
+    p.add_argument("--snr-db", type=comma_floats, default=(10.0, 25.0), metavar="LOW,HIGH")
+    p.add_argument("--preset", choices=tuple(LABEL_PRESETS), default="real10",
+                   help="which words are keywords (default real10)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+
+
+STREAM_TEST_HELP = """\
+Write a long test stream for `tinykws stream --truth`: keyword clips and other words of one
+split, in random order with random pauses, over that split's part of the background
+recordings, each word at a random SNR; OUT.wav (16 kHz mono) and OUT.csv (onset_s, offset_s,
+label of each word). The same seed gives the same files.
+
+  tinykws data stream-test streams/val20 --data data/sc --minutes 20 --keywords 50 --seed 0
+"""
+
+
+def stream_test_verb(args) -> int:
+    from tinykws.data.stream_test import StreamTestConfig, write_stream_test
+
+    config = StreamTestConfig(
+        split=args.split, minutes=args.minutes, keywords=args.keywords, unknown=args.unknown,
+        snr_db=args.snr_db, preset=args.preset, seed=args.seed,
+    )  # fmt: skip
+    wav, csv = write_stream_test(args.out, args.data, config)
+    print(f"{wav}\n{csv}")
+    return 0
 
 
 def _help(args) -> int:

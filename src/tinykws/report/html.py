@@ -12,6 +12,7 @@ import html
 import json
 from pathlib import Path
 
+from tinykws.errors import TinyKWSError
 from tinykws.io import write_text
 
 STYLE = """
@@ -42,8 +43,16 @@ def image(path: Path, alt: str = "") -> str:
 
 
 def read_json(path: Path) -> dict | None:
-    """Parsed JSON, or None when absent."""
-    return json.loads(path.read_text()) if path.is_file() else None
+    """Parsed JSON object, or None when absent (a damaged file is a `TinyKWSError`)."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise TinyKWSError(f"{path}: damaged (not a JSON object); redo the stage that wrote it")
+    return value
 
 
 def pct(value) -> str:
@@ -136,16 +145,28 @@ def later_sections() -> list:
     from tinykws.export.stage import artefacts_section, check_section, metrics_section
     from tinykws.prune.stage import report_section as prune_section
     from tinykws.quant.stage import report_section as quantize_section
+    from tinykws.stream.stage import report_section as stream_section
 
-    return [prune_section, quantize_section, artefacts_section, metrics_section, check_section]
+    return [
+        prune_section, quantize_section, artefacts_section, metrics_section, stream_section,
+        check_section,
+    ]  # fmt: skip
 
 
 SECTIONS = [data_section, training_section, model_section, evaluation_section]
 
 
+RUN_FILES = ("recipe.toml", "stages", "metrics.json", "final.json")
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Write `run_dir/report.html` and return its path."""
     run_dir = Path(run_dir)
+    if not any((run_dir / name).exists() for name in RUN_FILES):
+        raise TinyKWSError(
+            f"{run_dir}: not a run directory (none of {', '.join(RUN_FILES)}); "
+            "give the folder a `tinykws run` or `tinykws train` wrote"
+        )
     recipe = (run_dir / "recipe.toml").read_text() if (run_dir / "recipe.toml").is_file() else ""
     body = "".join(section(run_dir) for section in [*SECTIONS, *later_sections()])
     page = (

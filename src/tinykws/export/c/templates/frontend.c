@@ -209,3 +209,16 @@ int tinykws_frontend_input(const float *samples, int8_t *input)
 #endif
     return 0;
 }
+
+#if !FE_RESIZE
+/* One frame of FE_WINDOW_SAMPLES samples to its FE_BINS int8 network inputs (streaming). */
+void tinykws_frontend_frame_input(const float *frame, int8_t *input_row);
+void tinykws_frontend_frame_input(const float *frame, int8_t *input_row)
+{
+    int32_t j;
+    frame_features(frame, 0, fe_row);
+    for (j = 0; j < FE_BINS; ++j) {
+        input_row[j] = quantize_feature(fe_row[j], j);
+    }
+}
+#endif
