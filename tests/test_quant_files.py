@@ -162,7 +162,8 @@ def test_unlowerable_layer_is_one_line_naming_it_and_writes_nothing(
 ):
     _, _, data = float_model
     model = build_model(model_config("bcresnet1", 12, (98, 40)))
-    meta = model_meta(data, model) | {"frontend": "logmel"}
+    norm = {"mean": [0.0] * 40, "std": [1.0] * 40}  # one per log-mel bin
+    meta = model_meta(data, model) | {"frontend": "logmel", "normalization": norm}
     checkpoint = tmp_path / "bc.safetensors"
     save_checkpoint(checkpoint, model.state_dict(), meta)
     out = tmp_path / "never"

@@ -55,9 +55,52 @@ def read_audio(path: str | os.PathLike, sample_rate_hz: int = SAMPLE_RATE_HZ) ->
     if samples.shape[1] > 1:
         logger.warning(f"{path}: {samples.shape[1]} channels mixed down to mono")
     mono = samples.mean(axis=1, dtype=np.float32)
+    for problem in audio_problems(mono, rate):
+        logger.warning(f"{path}: {problem}")
     if rate != sample_rate_hz:
         mono = resample(mono, rate, sample_rate_hz)
     return mono
+
+
+# What a speech recording looks like; outside these, results are flagged (not refused).
+MIN_RATE_HZ, MAX_RATE_HZ = 8000, 48000
+MIN_DURATION_S = 0.1  # a spoken word lasts longer than this
+CLIPPED_FRACTION = 0.1  # this share of samples at full scale means heavy clipping
+
+
+def audio_problems(samples: np.ndarray, rate_hz: int) -> list[str]:
+    """Why a recording (float32 samples at its own rate) may not be speech that a model can
+    score: an unusual sample rate, too short, beyond full scale, or heavily clipped.
+
+    Example:
+        >>> audio_problems(np.zeros(16000, np.float32), 16000)
+        []
+        >>> audio_problems(np.full(10, 0.5, np.float32), 1)
+        ['sample rate 1 Hz is outside 8000-48000 Hz; is it really audio?']
+        >>> audio_problems(np.full(800, 2.0, np.float32), 16000)[0]
+        'only 50 ms of audio; a word needs at least 100 ms, so its scores mean little'
+    """
+    problems = []
+    if not MIN_RATE_HZ <= rate_hz <= MAX_RATE_HZ:
+        problems.append(
+            f"sample rate {rate_hz} Hz is outside {MIN_RATE_HZ}-{MAX_RATE_HZ} Hz; "
+            "is it really audio?"
+        )
+    duration_s = samples.shape[0] / max(rate_hz, 1)
+    if duration_s < MIN_DURATION_S and not problems:
+        problems.append(
+            f"only {duration_s * 1000:.0f} ms of audio; a word needs at least "
+            f"{MIN_DURATION_S * 1000:.0f} ms, so its scores mean little"
+        )
+    peak = float(np.abs(samples).max()) if samples.size else 0.0
+    if peak > 1.0:
+        problems.append(
+            f"peak amplitude {peak:.3g} is beyond full scale (1.0); the samples are not "
+            "normalised audio, so its scores mean little"
+        )
+    elif samples.size and np.mean(np.abs(samples) >= 0.999) >= CLIPPED_FRACTION:
+        problems.append("heavily clipped (many samples at full scale); scores may be unreliable")
+    return problems
 
 
 def check_wav_length(path: Path) -> None:

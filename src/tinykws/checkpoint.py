@@ -23,19 +23,25 @@ from typing import Any
 
 from tinykws.errors import TinyKWSError
 from tinykws.io import atomic_write
+from tinykws.metadata import check_finite, check_meta
 
 FORMAT = "tinykws-checkpoint-1"
 META_KEY = "tinykws"
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Write `tensors` (name -> torch.Tensor) and `meta` (JSON-able) atomically."""
+    """Write `tensors` (name -> torch.Tensor) and `meta` (JSON-able) atomically.
+
+    The metadata is checked (`tinykws.metadata.check_meta`) and the weights must be finite
+    before anything is written, so a broken model is never copied into a new file."""
     from safetensors.torch import save
 
     from tinykws.io import _json_default
 
+    check_meta(meta, str(path))
     header = {"format": FORMAT, **meta}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    check_finite(tensors, str(path))
     data = save(tensors, metadata={META_KEY: json.dumps(header, default=_json_default)})
     with atomic_write(path, "wb") as f:
         f.write(data)
@@ -59,10 +65,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
         raise TinyKWSError(f"{path}: a safetensors file without tinykws metadata")
     try:
         meta = json.loads(meta_text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise TinyKWSError(f"{path}: damaged tinykws metadata") from None
+    if not isinstance(meta, dict):
+        raise TinyKWSError(f"{path}: damaged tinykws metadata (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise TinyKWSError(f"{path}: unsupported checkpoint format {meta.get('format')!r}")
+    check_meta(meta, str(path))
+    check_finite(tensors, str(path))
     return tensors, meta
 
 

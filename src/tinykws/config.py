@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import sys
 import types
 import typing
@@ -45,6 +46,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
         data: plain values (as parsed from TOML/JSON); missing keys take their defaults.
         where: dotted location used in error messages, e.g. "train.augment".
     """
+    if data is not None and not isinstance(data, dict):
+        raise TinyKWSError(f"[{where or cls.__name__}] must be a table, got {data!r:.60}")
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
@@ -65,7 +68,7 @@ def unknown_key_message(key: str, valid: Any, where: str) -> str:
     valid = sorted(valid)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown key '{key}' in [{where}]{hint}; valid keys: {', '.join(valid)}"
+    return f"unknown key {key!r} in [{where}]{hint}; valid keys: {', '.join(valid)}"
 
 
 def to_dict(obj: Any) -> Any:
@@ -145,6 +148,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
         return tuple(_convert(a, v, where) for a, v in zip(args, value))
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and math.isnan(value):
+        raise TinyKWSError(f"{where} must be a number, got nan")
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise TinyKWSError(f"{where} must be {hint.__name__}, got {value!r}")
     return value

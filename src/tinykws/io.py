@@ -36,11 +36,37 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        _commit(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _commit(tmp: str, path: Path) -> None:
+    """The instant a written file appears (tests interrupt a run here, write by write)."""
+    os.replace(tmp, path)
+
+
+def read_json_object(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
+    """Read a JSON file that must hold an object; anything else is one clear error.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.json"
+        >>> write_json(p, {"a": 1})
+        >>> read_json_object(p)
+        {'a': 1}
+    """
+    from tinykws.errors import TinyKWSError
+
+    try:
+        value = json.loads(Path(path).read_text())
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise TinyKWSError(f"{path}: a damaged {what} (not a JSON object); remove it or redo it")
+    return value
 
 
 def _umask() -> int:

@@ -127,6 +127,8 @@ def model_meta(run, model_config, normalization) -> dict:
 
 def stage_train(run) -> dict:
     """Train the recipe's model; best weights become train/best.safetensors (the final model)."""
+    import torch
+
     from tinykws.models import build_model, count_macs, count_params, model_config
     from tinykws.report.plots import plot_history
     from tinykws.train import fit
@@ -134,6 +136,7 @@ def stage_train(run) -> dict:
     data = training_data(run)
     labels = load_run_dataset(run).labels
     config = model_config(run.recipe.model, len(labels), run_frontend(run).output_shape)
+    torch.manual_seed(run.recipe.train.seed)  # the initial weights depend on the seed alone
     model = build_model(config)
     meta = model_meta(run, config, data.normalization)
     out = run.stage_dir("train")

@@ -83,8 +83,10 @@ class TrainConfig:
                 "train.unknown_weight and train.distill_temperature must be positive"
             )
         check_range("train.distill_weight", self.distill_weight, 0.0, 1.0)
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise TinyKWSError("train.epochs, train.batch_size and train.lr must be positive")
+        if self.epochs < 1 or self.batch_size < 1 or not 0 < self.lr < math.inf:
+            raise TinyKWSError(
+                "train.epochs, train.batch_size and train.lr must be positive (and lr finite)"
+            )
 
 
 OPTIMIZERS = {
@@ -215,6 +217,7 @@ def fit(
     """
     from tinykws.train_state import TrainState
 
+    check_training_data(data)
     out_dir = Path(out_dir)
     dist = DistContext.from_env()
     device = dist.device if dist.active else pick_device(cfg.device)
@@ -247,6 +250,31 @@ def fit(
     dist.close()
     state.load_best_into(model)
     return state.history
+
+
+def check_training_data(data: TrainingData) -> None:
+    """Refuse data a model cannot learn from or be judged on: fewer than two classes with
+    training clips, or no validation clip (the best epoch would be picked on nothing)."""
+    present = sorted({int(i) for i in np.asarray(data.train_labels)})
+    names = [data.labels[i] if i < len(data.labels) else str(i) for i in present]
+    spoken = [n for n in names if n != "_silence_"]  # background noise alone teaches no word
+    if len(spoken) < 2:
+        raise TinyKWSError(
+            f"the training split has clips of {len(spoken)} spoken class(es) "
+            f"({', '.join(names) or 'none'}); a keyword spotter needs at least two: check the "
+            "data folder and the label preset"
+        )
+    absent = [n for i, n in enumerate(data.labels) if i not in present]
+    if absent:
+        logger.warning(
+            f"{len(absent)} of {len(data.labels)} classes have no training clips "
+            f"({', '.join(absent[:6])}{', ...' if len(absent) > 6 else ''})"
+        )
+    if len(data.val_labels) == 0:
+        raise TinyKWSError(
+            "the validation split has no clips (does validation_list.txt name clips of this "
+            "folder?); fix or remove the list, or add speakers so the split rule can hold some out"
+        )
 
 
 def _train_epoch(net, state, epoch: int, dist: DistContext) -> tuple[float, float]:

@@ -86,7 +86,11 @@ class TrainState:
         return False
 
     def save(self, improved: bool) -> None:
-        """Write last.safetensors (weights + optimizer + schedule) and, if improved, best."""
+        """Write best.safetensors (if improved), then last.safetensors (weights + optimizer +
+        schedule). In this order an interrupt between the two leaves the previous epoch's
+        last, which resumes into the same epoch again and rewrites the same best."""
+        if improved:
+            save_checkpoint(self.out_dir / BEST, self.model.state_dict(), self.meta)
         weights = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt_tensors, opt_info = flatten_optimizer_state(self.optimizer.state_dict())
         resume = {
@@ -96,18 +100,46 @@ class TrainState:
             "history": self.history,
             "optimizer": opt_info,
             "scheduler": self.scheduler.state_dict(),
+            "fingerprint": self.fingerprint(),
         }
         save_checkpoint(self.out_dir / LAST, weights | opt_tensors, self.meta | {"resume": resume})
-        if improved:
-            save_checkpoint(self.out_dir / BEST, self.model.state_dict(), self.meta)
+
+    def fingerprint(self) -> str:
+        """A key of everything a resumed run must share with the one it continues: the
+        training config, the architecture, the labels and the normalisation."""
+        from tinykws.cache import content_key
+        from tinykws.config import to_dict
+
+        keep = {k: self.meta.get(k) for k in ("model", "labels", "frontend", "normalization")}
+        return content_key(to_dict(self.cfg), keep)
 
     def maybe_resume(self) -> None:
-        """Continue from last.safetensors if a previous run of this stage left one."""
+        """Continue from last.safetensors if a previous run of this stage left one with the
+        same settings; one left by other settings (or damaged) is set aside, with a note."""
+        from tinykws.errors import TinyKWSError
+
         path = self.out_dir / LAST
         if not path.is_file():
             return
-        tensors, meta = load_checkpoint(path)
-        resume = meta["resume"]
+        try:
+            tensors, meta = load_checkpoint(path)
+        except TinyKWSError as exc:
+            logger.warning(f"{exc}; training starts over")
+            return
+        resume = meta.get("resume")
+        if not isinstance(resume, dict) or resume.get("fingerprint") != self.fingerprint():
+            logger.info(f"{path}: left by other training settings; training starts over")
+            return
+        try:
+            self._load_resume(tensors, resume)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TinyKWSError(
+                f"{path}: cannot resume from it ({str(exc).splitlines()[0][:160]}); delete it "
+                "to train from the start"
+            ) from None
+        logger.info(f"resuming training from epoch {self.epoch + 1} ({path})")
+
+    def _load_resume(self, tensors: dict, resume: dict) -> None:
         weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         self.model.load_state_dict(weights)
         opt = unflatten_optimizer_state(tensors, resume["optimizer"])
@@ -116,7 +148,6 @@ class TrainState:
         self.epoch, self.best = resume["epoch"], resume["best"]
         self.epochs_without_improvement = resume["epochs_without_improvement"]
         self.history = resume["history"]
-        logger.info(f"resuming training from epoch {self.epoch + 1} ({path})")
 
     def load_best_into(self, model: torch.nn.Module) -> None:
         """Load the best weights (if any were saved) into `model`."""

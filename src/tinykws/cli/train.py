@@ -128,9 +128,29 @@ def run_recipe_verb(args) -> int:
     if args.data:
         raw.setdefault("data", {})["root"] = str(Path(args.data).resolve())
     recipe = parse(raw, where=args.recipe)
-    run = run_recipe(recipe, args.out or Path("runs") / recipe.name, tuple(args.force))
+    run = run_recipe(recipe, args.out or default_run_dir(recipe.name), tuple(args.force))
     print_run_summary(run.dir)
     return 0
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/<name> for a recipe's name, which must be a plain folder name (a name cannot put
+    a run anywhere else: no separators, no '..', not hidden).
+
+    Example:
+        >>> default_run_dir("demo")
+        PosixPath('runs/demo')
+    """
+    import re
+
+    from tinykws.errors import TinyKWSError
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", name):
+        raise TinyKWSError(
+            f"recipe name {name!r} is not a plain folder name (letters, digits, '_', '-', '.', "
+            "'+'); rename it or give --out"
+        )
+    return Path("runs") / name
 
 
 def train_verb(args) -> int:

@@ -303,15 +303,23 @@ def _run_jobs(jobs: list, n_files: int, workers: int) -> None:
         return
     import scipy.signal  # noqa: F401  (for resampling: imported once, inherited by forked workers)
 
-    with ProcessPoolExecutor(workers, mp_context=_pool_context()) as pool:
+    from tinykws.children import die_with_parent
+
+    pool = ProcessPoolExecutor(
+        workers, mp_context=_pool_context(), initializer=die_with_parent, initargs=(os.getpid(),)
+    )
+    try:
         # The first submit starts every worker, before the progress bar starts its thread.
         futures = [pool.submit(_render, job) for job in jobs]
-        try:
-            _track((future.result() for future in as_completed(futures)), n_files)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        _track((future.result() for future in as_completed(futures)), n_files)
+    except BaseException:
+        # On an error or an interrupt, stop the workers now rather than after their queue.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def _pool_context():

@@ -31,6 +31,7 @@ import hashlib
 import io
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,11 +329,11 @@ class IntGraph:
             raise TinyKWSError(f"{npz_path}: missing arrays file of graph {json_path}") from None
         if hashlib.sha256(payload).hexdigest() != doc.get("arrays_sha256"):
             raise TinyKWSError(f"{npz_path}: does not match {json_path.name}; save the graph again")
-        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
         try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
             graph = _from_json(doc, arrays)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise TinyKWSError(
                 f"{json_path}: malformed graph ({exc}); save the graph again"
             ) from None
