@@ -65,3 +65,28 @@ def test_plot_clip_reports_bad_input(tmp_path):
     with pytest.raises(TinyKWSError, match="unknown preset"):
         plot_clip(tmp_path / "junk.wav", tmp_path / "x.png", "spectral")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("name", sorted(FRONTEND_PRESETS))
+def test_data_show_draws_what_every_front_end_computes(sweep_wav, tmp_path, capsys, name):
+    """`tinykws data show` writes the PNG for every preset, and the panel of what the front end
+    computes (bands, or MFCC for an MFCC front end; resized as the front end resizes) holds
+    `compute_features` of the clip. The figure uses the numpy reference, `compute_features`
+    the torch path: the two agree within 1e-4 (tests/test_features.py)."""
+    from tinykws.audio import pad_or_trim, read_audio
+    from tinykws.cli import main
+    from tinykws.features import compute_features
+
+    out = tmp_path / f"{name}.png"
+    assert main(["data", "show", str(sweep_wav), "--out", str(out), "--frontend", name]) == 0
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    config = FRONTEND_PRESETS[name]
+    samples = pad_or_trim(read_audio(sweep_wav, config.sample_rate_hz), config.clip_samples)
+    panels = clip_figure(samples, config).axes[:5]
+    computed = panels[4 if config.kind == "mfcc" else 3].get_images()[0].get_array().T
+    expected = compute_features(samples[None], config)[0]
+    assert computed.shape == expected.shape == FrontEnd(config).output_shape
+    np.testing.assert_allclose(computed, expected, rtol=0, atol=1e-4)
+    spectrogram = panels[2].get_images()[0].get_array()
+    assert spectrogram.shape == (config.n_fft // 2 + 1, FrontEnd(config).n_frames(len(samples)))
+    assert np.isfinite(np.asarray(spectrogram)).all()

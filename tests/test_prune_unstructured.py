@@ -138,3 +138,15 @@ def test_retrain_keeps_masks(tone_corpus):
 def test_gradual_needs_data():
     with pytest.raises(TinyKWSError, match="give it data"):
         prune(tiny_model("dscnn"), PruneConfig(method="gradual"))
+
+
+@pytest.mark.parametrize("family", ["dscnn", "commandnet"])
+def test_masked_layers_keep_their_macs_in_the_summary(family):
+    from tinykws.models import count_macs, summary
+
+    model = tiny_model(family)
+    dense_rows = summary(model)
+    apply_magnitude_masks(model, 0.5)
+    masked_rows = summary(model)
+    assert [(r.name, r.macs) for r in masked_rows] == [(r.name, r.macs) for r in dense_rows]
+    assert count_macs(model) == sum(r.macs for r in dense_rows) > 0

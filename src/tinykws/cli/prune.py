@@ -89,6 +89,13 @@ def _add_fine_tune_options(p) -> None:
     p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
     p.add_argument("--batch-size", type=int, default=64, help="fine-tuning batch size")
     p.add_argument(
+        "--monitor",
+        choices=["val_accuracy", "val_loss"],
+        default="val_accuracy",
+        help="fine-tuning keeps the epoch with the best validation accuracy (default) or the "
+        "lowest validation loss",
+    )
+    p.add_argument(
         "--distill",
         type=float,
         default=0.0,
@@ -122,6 +129,9 @@ def _add_taylor_options(p) -> None:
     )
     p.add_argument(
         "--minibatches", type=int, default=50, help="taylor: fine-tuning mini-batches per round"
+    )
+    p.add_argument(
+        "--taylor-batch-size", type=int, default=128, help="taylor: clips per mini-batch"
     )
 
 
@@ -178,12 +188,14 @@ def prune_config(args, sweeping: bool, meta: dict):
         unknown_weight=unknown_weight,
         distill_weight=args.distill,
         augment=augment,
+        monitor=args.monitor,
     )
     taylor = TaylorConfig(
         unknown_weight=unknown_weight,
         max_iterations=args.max_iterations,
         max_to_prune=args.max_to_prune,
         minibatches=args.minibatches,
+        batch_size=args.taylor_batch_size,
         target_macs=args.target_macs,
     )
     sweep = None
@@ -204,11 +216,13 @@ def prune_config(args, sweeping: bool, meta: dict):
 
 def run_prune(model, meta, cfg, data, out: Path) -> int:
     from tinykws.checkpoint import save_checkpoint
+    from tinykws.predictor import check_model_meta
     from tinykws.prune import prune
     from tinykws.prune.stage import pruned_meta
 
     pruned, report = prune(model, cfg, data)
     meta = pruned_meta(meta, pruned, report, cfg)
+    check_model_meta(meta, str(out))  # nothing is written for a model that does not fit
     save_checkpoint(out, pruned.state_dict(), meta)
     from tinykws.io import write_json
 

@@ -45,6 +45,12 @@ def _add_quantize_options(p) -> None:
         help="weight scales per output channel (default), per tensor, or per channel in "
         "depthwise convs only (a smaller .tflite)",
     )
+    p.add_argument(
+        "--weight-mode",
+        choices=["sym", "asym"],
+        help="symmetric weights (default; zero point 0, what TFLite and C hold) or asymmetric "
+        "(zero point per scale, full range: evaluated in fake quantization, not exported)",
+    )
     p.add_argument("--activation-scheme", choices=["asym", "sym"])
     p.add_argument(
         "--observer", help="activation observer: minmax, moving_average, percentile, mse, entropy"
@@ -58,6 +64,12 @@ def _add_quantize_options(p) -> None:
         "every channel (ptq, qat)",
     )
     p.add_argument("--calibration-per-class", type=int, help="calibration clips per class")
+    p.add_argument(
+        "--calibration-clips",
+        type=int,
+        help="calibration clips in total, stratified over the classes (seeded); instead of "
+        "--calibration-per-class",
+    )
     p.add_argument("--qat-epochs", type=int, help="QAT fine-tuning epochs")
     p.add_argument("--qat-lr", type=float, help="QAT learning rate")
     p.add_argument(
@@ -73,6 +85,7 @@ def _add_quantize_options(p) -> None:
     )
     p.add_argument("--sweep-bits", type=comma_ints, help="e.g. 2,4,6,8: sweep weight widths")
     p.add_argument("--schemes", type=comma_words, help="sweep activation schemes, e.g. sym,asym")
+    p.add_argument("--weight-modes", type=comma_words, help="sweep weight modes, e.g. sym,asym")
     p.add_argument("--methods", type=comma_words, help="sweep methods, e.g. ptq,qat")
     p.add_argument("--cache-dir", help="keep decoded audio and features here between runs")
 
@@ -86,8 +99,10 @@ examples:
   tinykws quantize runs/real10 --data DIR --out runs/real10_int8
   tinykws quantize runs/real10 --data DIR --out q4 --method qat --bits 4 --qat-epochs 8
   tinykws quantize runs/real10 --data DIR --out small --weight-scheme per_tensor --equalize
+  tinykws quantize runs/cnn3 --data DIR --out int8 --calibration-clips 200
+  tinykws quantize runs/yesno --data DIR --out asym4 --bits 4 --weight-mode asym
   tinykws quantize runs/real10 --data DIR --out sweep --sweep-bits 2,4,6,8 \\
-      --schemes sym,asym --methods ptq,qat
+      --schemes sym,asym --weight-modes sym,asym --methods ptq,qat
 """
 
 COMPARE_HELP = """\
@@ -103,10 +118,12 @@ OPTION_KEYS = {
     "bits": "weight_bits",
     "activation_bits": "activation_bits",
     "weight_scheme": "weight_scheme",
+    "weight_mode": "weight_mode",
     "activation_scheme": "activation_scheme",
     "observer": "activation_observer",
     "weight_observer": "weight_observer",
     "calibration_per_class": "calibration_per_class",
+    "calibration_clips": "calibration_clips",
 }
 
 
@@ -139,12 +156,13 @@ def quant_config_from_args(args):
         table["qat"] = qat
     config = from_dict(QuantConfig, table, "quantize")
     sweep = None
-    if args.sweep_bits or args.schemes or args.methods:
+    if args.sweep_bits or args.schemes or args.methods or args.weight_modes:
         sweep_table = {
             k: v
             for k, v in (
                 ("bits", args.sweep_bits),
                 ("schemes", args.schemes),
+                ("weight_modes", args.weight_modes),
                 ("methods", args.methods),
             )
             if v

@@ -8,7 +8,8 @@ What each format holds:
 | float checkpoint              | float32 graph            | float (torch.onnx)        | refused  |
 | ptq / qat, 8-bit weights      | int8 graph               | int8 QDQ                  | int8     |
 | ptq / qat, 2..7-bit weights   | refused (or widened)     | refused (or widened)      | packed   |
-| dynamic range                 | refused                  | int8 weights, float acts  | refused  |
+| dynamic range                 | int8 weights, float acts | int8 weights, float acts  | refused  |
+| asymmetric weights (any)      | refused                  | refused                   | refused  |
 
 A refusal names the layer and the format that can hold it. The file is built in memory first
 and written atomically, so a refusal or an error leaves nothing behind. The labels, front-end
@@ -18,11 +19,14 @@ config and normalisation travel inside the file ("tinykws" metadata), or in a si
 Example:
     >>> import tempfile, pathlib
     >>> from tinykws.checkpoint import save_checkpoint
+    >>> from tinykws.config import to_dict
+    >>> from tinykws.features import frontend_config
     >>> from tinykws.models import build_model, config_to_dict, model_config
     >>> model = build_model(model_config("tinyconv", 2, (49, 40)))
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> meta = {"model": config_to_dict(model.config), "labels": ["yes", "no"],
-    ...         "frontend": "micro", "normalization": {"mean": [0.0] * 40, "std": [1.0] * 40}}
+    ...         "frontend": to_dict(frontend_config("micro")),
+    ...         "normalization": {"mean": [0.0] * 40, "std": [1.0] * 40}}
     >>> save_checkpoint(folder / "m.safetensors", model.state_dict(), meta)
     >>> result = export_model(folder / "m.safetensors", "tflite", folder / "m.tflite")
     >>> result.precision, result.bytes == (folder / "m.tflite").stat().st_size
@@ -57,15 +61,16 @@ class ExportOptions:
             packed) instead of refusing them.
         sidecar: write the metadata to NAME.<ext>.json beside the file instead of inside it.
         tensor_names: tflite: "io" (only inputs and outputs named) or "all".
-        bias_scales: tflite: write the biases' quantization parameters, which LiteRT's XNNPACK
-            delegate needs to run int8 convolutions (a larger file).
+        compact_bias: tflite: leave the quantization parameters out of the biases of
+            per-channel ops (8 bytes less per channel; LiteRT's XNNPACK delegate then declines
+            those ops, see `tinykws.export.tflite`): for targets that never use a delegate.
     """
 
     io_dtype: str | None = None
     widen_narrow_weights: bool = False
     sidecar: bool = False
     tensor_names: str = "io"
-    bias_scales: bool = False
+    compact_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.io_dtype is not None:
@@ -155,15 +160,18 @@ def load_model(model_path) -> LoadedModel:
 
 def _load_graph(path: Path) -> LoadedModel:
     from tinykws.ir.graph import IntGraph
+    from tinykws.predictor import check_file_meta
 
     graph = IntGraph.load(path)
-    return LoadedModel(path, dict(graph.metadata), "int8", graph=graph)
+    return LoadedModel(path, check_file_meta(dict(graph.metadata), str(path)), "int8", graph=graph)
 
 
 def _load_quantized(path: Path, tensors: dict, meta: dict) -> LoadedModel:
     from tinykws.ir.graph import IntGraph
+    from tinykws.predictor import check_file_meta
     from tinykws.quant.files import rebuild_quantized
 
+    check_file_meta(meta, str(path))  # nothing is exported from a model that does not fit
     quantized = rebuild_quantized(meta, tensors, str(path))
     if quantized.config.method == "dynamic":
         return LoadedModel(path, meta, "dynamic", quantized.module.net, quantized)
@@ -205,6 +213,21 @@ def _refuse(model: LoadedModel, fmt: str, reason: str, instead: str) -> TinyKWSE
     return TinyKWSError(f"{model.path}: cannot export to {fmt}: {reason}; {instead}")
 
 
+def _refuse_asymmetric_weights(model: LoadedModel, fmt: str) -> None:
+    """Every format holds symmetric weights only (zero point 0: TFLite's int8 spec, the
+    integer graph, the C kernels, and the dynamic-range files' hybrid kernels)."""
+    quantized = model.quantized
+    if quantized is not None and not quantized.config.symmetric_weights:
+        raise _refuse(
+            model,
+            fmt,
+            "its weights are asymmetric (weight_mode asym), and exported weights must be "
+            "symmetric (zero point 0, TFLite's int8 spec)",
+            "evaluate it in fake quantization (--backend fakequant), or quantize with "
+            "--weight-mode sym",
+        )
+
+
 def _io_dtype(model: LoadedModel, fmt: str, options: ExportOptions) -> str:
     if model.precision != "int8":
         if options.io_dtype == "int8":
@@ -222,7 +245,16 @@ def _tflite_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, met
     from tinykws.export.tflite import tflite_bytes
     from tinykws.ir.transform import with_io_dtype
 
-    if model.precision in ("dynamic", "fakequant"):
+    if model.precision == "dynamic":
+        from tinykws.export.tflite_dynamic import dynamic_tflite_bytes
+
+        return dynamic_tflite_bytes(
+            model.quantized.module,
+            meta,
+            widen_narrow_weights=options.widen_narrow_weights,
+            tensor_names=options.tensor_names,
+        )
+    if model.precision == "fakequant":
         raise _refuse(
             model,
             "tflite",
@@ -237,7 +269,7 @@ def _tflite_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, met
         metadata=meta,
         widen_narrow_weights=options.widen_narrow_weights,
         tensor_names=options.tensor_names,
-        bias_scales=options.bias_scales,
+        compact_bias=options.compact_bias,
     )
 
 
@@ -317,6 +349,7 @@ def export_loaded(model: LoadedModel, fmt: str, out: Path, options: ExportOption
     from tinykws.export.runtimes import sidecar_path
     from tinykws.io import write_bytes, write_json
 
+    _refuse_asymmetric_weights(model, fmt)
     if fmt == "c":
         return _export_c(model, out, options)
     io_dtype = _io_dtype(model, fmt, options)

@@ -10,7 +10,9 @@ gradients) with forward hooks on the leaf modules. MACs per sample:
   the shapes can be followed, but they are cheap or, for BatchNorm, folded away on deployment.
 
 Functional operations inside `forward` (residual adds, reshapes) have no row. A module whose
-class sets `summary_leaf = True` (SubSpectralNorm) is one row with its children inside it.
+class sets `summary_leaf = True` (SubSpectralNorm) is one row with its children inside it, and so
+is a layer whose weight is parametrized (a magnitude-pruning mask): its MACs are the dense
+layer's, as the mask leaves the layer's shape (and a dense kernel's work) unchanged.
 
 Example:
     >>> from tinykws.models import build_model
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if skip and name.startswith(skip):
             continue
-        if getattr(module, "summary_leaf", False):
+        if getattr(module, "summary_leaf", False) or parametrize.is_parametrized(module):
             out.append((name, module))
             skip = name + "."
         elif not any(True for _ in module.children()):

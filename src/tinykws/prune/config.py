@@ -8,8 +8,11 @@ A recipe's `[prune]` table is a `PruneConfig`:
     scope = "layer"            # "layer": the fraction of every layer; "global": network-wide
     [prune.taylor]             # TaylorConfig (MATLAB's taylorPrunableNetwork loop)
     max_iterations = 16
+    batch_size = 128           # clips per fine-tuning mini-batch
     [prune.retrain]            # a TrainConfig; default: MATLAB's 30 epochs of SGDM, lr 1e-3
     epochs = 30
+    monitor = "val_loss"       # keep the epoch with the lowest validation loss (or
+                               # "val_accuracy": the highest validation accuracy)
     [prune.sweep]              # optional: accuracy vs size/latency over several amounts
     amounts = [0.1, 0.2, 0.35, 0.5, 0.65]
 
@@ -125,8 +128,10 @@ class GradualConfig:
 
 
 def _matlab_retrain() -> TrainConfig:
-    # MATLAB's study retrains the pruned network for 30 epochs of SGDM, lr 1e-3 x0.1 every 5.
+    # MATLAB's study retrains the pruned network for 30 epochs of SGDM, lr 1e-3 x0.1 every 5,
+    # and keeps the network of the epoch with the lowest validation loss.
     return TrainConfig(
+        monitor="val_loss",
         epochs=30,
         optimizer="sgd",
         lr=1e-3,
@@ -191,7 +196,9 @@ class PruneConfig:
         scope: "layer" (each layer loses `amount`) or "global" (one ranking over the network).
         taylor: the Taylor loop.
         gradual: the gradual schedule.
-        retrain: training of the pruned network (for "gradual": the run during which it prunes).
+        retrain: training of the pruned network (for "gradual": the run during which it prunes);
+            its `monitor` ("val_accuracy" or "val_loss") picks the epoch kept. The default
+            (no table) is the MATLAB study's: 30 epochs of SGDM, lowest validation loss kept.
         retrain_enabled: retrain after pruning (gradual always trains).
         sweep: optional sweep over amounts (the stage runs it when `sweep.amounts` is non-empty
             and the table is given).

@@ -33,7 +33,9 @@ def retrain(
         cfg: a `tinykws.train.TrainConfig`.
         work_dir: where fit writes best/last checkpoints and history.json (resumable); a
             temporary folder when None.
-        keep: "best" (fit's choice by validation) or "last" (the weights after the last epoch).
+        keep: "best" (the epoch `cfg.monitor` ranks first: the highest validation accuracy,
+            or with "val_loss" the lowest validation loss) or "last" (the weights after the
+            last epoch).
         teacher: the unpruned model, distilled into `model` when `cfg.distill_weight` > 0.
     """
     from tinykws.train import fit

@@ -30,6 +30,7 @@ from tinykws.errors import TinyKWSError
 
 METHOD_NAMES = ("ptq", "dynamic", "qat")
 WEIGHT_SCHEMES = ("per_channel", "per_tensor", "per_channel_depthwise")
+WEIGHT_MODES = ("sym", "asym")
 ACTIVATION_SCHEMES = ("asym", "sym")
 ACTIVATION_OBSERVER_NAMES = ("minmax", "moving_average", "percentile", "mse", "entropy")
 WEIGHT_OBSERVER_NAMES = ("minmax", "mse")
@@ -103,12 +104,16 @@ class QuantConfig:
     Attributes:
         method: "ptq" (calibrate, then round), "dynamic" (int8 weights, float activations) or
             "qat" (calibrate, then fine-tune with fake quantization).
-        weight_bits: 2..8; weights are symmetric with range ±(2^(bits-1) - 1).
+        weight_bits: 2..8; symmetric weights have the range ±(2^(bits-1) - 1).
         activation_bits: 2..8; the integer graph needs 8.
         weight_scheme: "per_channel" (one scale per output channel), "per_tensor", or
             "per_channel_depthwise": per channel in depthwise convs only, whose channels' ranges
             differ most, per tensor elsewhere (a smaller .tflite: one float32 scale and one
             int64 zero point less per channel of every other layer).
+        weight_mode: "sym" (zero point 0, range ±(2^(bits-1) - 1): TFLite's int8 spec, what
+            the integer graph, TFLite and C hold) or "asym" (a zero point per scale, the full
+            range [-2^(bits-1), 2^(bits-1) - 1] spread over the weights' [min, max]: for
+            accuracy studies in fake quantization; such a model is not lowered or exported).
         activation_scheme: "asym" (zero point from the range) or "sym" (zero point 0).
         activation_observer: minmax, moving_average, percentile, mse or entropy. The default,
             mse, clips rare outliers where that lowers the rounding error (on the real10
@@ -121,6 +126,9 @@ class QuantConfig:
             fit every channel (real10 DS-CNN-S, int8 per tensor: see README). Folds
             BatchNorm first, so QAT then fine-tunes the folded weights. ptq and qat only.
         calibration_per_class: calibration clips drawn per class (balanced, seeded).
+        calibration_clips: when set, the calibration set holds this many clips in total instead,
+            stratified: each class gets its share of the split (largest remainders, seeded),
+            the clips drawn within it at random (seeded). E.g. 200 (the cnn3_36 study).
         calibration_split: the split they are drawn from.
         seed: draws the calibration set.
         qat: the fine-tuning schedule of method "qat".
@@ -130,6 +138,7 @@ class QuantConfig:
     weight_bits: int = 8
     activation_bits: int = 8
     weight_scheme: str = "per_channel"
+    weight_mode: str = "sym"
     activation_scheme: str = "asym"
     activation_observer: str = "mse"
     weight_observer: str = "minmax"
@@ -137,6 +146,7 @@ class QuantConfig:
     power_of_two: bool = False
     equalize: bool = False
     calibration_per_class: int = 20
+    calibration_clips: int | None = None
     calibration_split: str = "train"
     seed: int = 0
     qat: QATConfig = field(default_factory=QATConfig)
@@ -146,6 +156,7 @@ class QuantConfig:
         check_range("quantize.weight_bits", self.weight_bits, 2, 8)
         check_range("quantize.activation_bits", self.activation_bits, 2, 8)
         check_choice("quantize.weight_scheme", self.weight_scheme, WEIGHT_SCHEMES)
+        check_choice("quantize.weight_mode", self.weight_mode, WEIGHT_MODES)
         check_choice("quantize.activation_scheme", self.activation_scheme, ACTIVATION_SCHEMES)
         check_choice(
             "quantize.activation_observer", self.activation_observer, ACTIVATION_OBSERVER_NAMES
@@ -153,16 +164,18 @@ class QuantConfig:
         check_choice("quantize.weight_observer", self.weight_observer, WEIGHT_OBSERVER_NAMES)
         check_range("quantize.percentile", self.percentile, 50.0, 100.0)
         check_range("quantize.calibration_per_class", self.calibration_per_class, 1, 1_000_000)
+        if self.calibration_clips is not None:
+            check_range("quantize.calibration_clips", self.calibration_clips, 1, 10_000_000)
         check_choice(
             "quantize.calibration_split", self.calibration_split, ("train", "validation", "test")
         )
         if self.equalize and self.method == "dynamic":
             raise TinyKWSError("quantize.equalize works with methods ptq and qat, not dynamic")
-        for name in ("weight_bits", "activation_bits", "calibration_per_class"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise TinyKWSError(
-                    f"quantize.{name} must be an integer; got {getattr(self, name)!r}"
-                )
+        integers = ("weight_bits", "activation_bits", "calibration_per_class", "calibration_clips")
+        for name in integers:
+            value = getattr(self, name)  # calibration_clips may be None (per class then)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise TinyKWSError(f"quantize.{name} must be an integer; got {value!r}")
 
     def per_channel(self, depthwise: bool) -> bool:
         """Whether a layer (depthwise conv or not) gets one weight scale per output channel."""
@@ -173,6 +186,10 @@ class QuantConfig:
     @property
     def symmetric_activations(self) -> bool:
         return self.activation_scheme == "sym"
+
+    @property
+    def symmetric_weights(self) -> bool:
+        return self.weight_mode == "sym"
 
 
 @dataclass

@@ -1,6 +1,10 @@
 """Compare two models on the same clips: both accuracies, the drop, top-1 agreement, both
-parameter memories, the compression ratio, and ten side-by-side predictions (the FP32 vs INT8
-report of a post-training-quantization study).
+parameter memories, the compression ratio, both file sizes and their ratio, and ten side-by-side
+predictions (the FP32 vs INT8 report of a post-training-quantization study).
+
+File sizes are the bytes of the files as deployed (`model_file_bytes`): a checkpoint, .tflite or
+.onnx file as it lies on disk, a C export folder as its Cortex-M flash (`sizes.json`) when it was
+measured, else its C sources. The study's "compression" is this ratio of files.
 
 Example:
     >>> import numpy as np
@@ -60,6 +64,30 @@ def compare_predictions(
     }
 
 
+def model_file_bytes(path) -> int:
+    """Bytes of a model as deployed: the file's size, or a C export folder's flash.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.tflite"
+        >>> _ = path.write_bytes(bytes(1000))
+        >>> model_file_bytes(path)
+        1000
+    """
+    import json
+
+    from tinykws.predictor import resolve_model_path
+
+    path = Path(path)
+    if path.is_dir() and (path / "model.c").is_file():
+        sizes = path / "sizes.json"
+        if sizes.is_file():
+            figures = json.loads(sizes.read_text())
+            return int(figures["text"]) + int(figures["rodata"]) + int(figures["data"])
+        return sum(p.stat().st_size for p in sorted(path.glob("*.[ch]")))
+    return resolve_model_path(path).stat().st_size
+
+
 def compare(
     path_a, path_b, root, split: str = "validation", backends=(None, None), cache_dir=None
 ) -> dict:
@@ -78,7 +106,11 @@ def compare(
     labels = np.array([list(a.labels).index(c.label) for c in data.clips], dtype=np.int64)
     result = compare_predictions(a, b, data.features, labels, data.clips)
     memory_a, memory_b = predictor_memory(a), predictor_memory(b)
+    file_a, file_b = model_file_bytes(path_a), model_file_bytes(path_b)
     result.update(
+        file_bytes_a=file_a,
+        file_bytes_b=file_b,
+        file_ratio=file_a / file_b if file_b else None,
         model_a=str(path_a),
         model_b=str(path_b),
         backend_a=backend_a,
@@ -102,13 +134,17 @@ def print_comparison(result: dict, console=None) -> None:
     figures.add_row("backend", result["backend_a"], result["backend_b"])
     figures.add_row("accuracy", _pct(result["accuracy_a"]), _pct(result["accuracy_b"]))
     figures.add_row("parameter memory", _bytes(result["bytes_a"]), _bytes(result["bytes_b"]))
+    figures.add_row("file size", _bytes(result["file_bytes_a"]), _bytes(result["file_bytes_b"]))
     console.print(figures)
-    ratio = result["compression_ratio"]
     console.print(
         f"accuracy drop (A - B): {100 * result['drop']:.2f} points; top-1 agreement "
-        f"{_pct(result['agreement'])}; B is "
-        f"{'?' if ratio is None else f'{ratio:.1f}'}x smaller than A"
+        f"{_pct(result['agreement'])}"
     )
+    ratio, file_ratio = result["compression_ratio"], result["file_ratio"]
+    if ratio is not None:
+        console.print(f"parameter memory: B is {ratio:.2f}x smaller than A")
+    if file_ratio is not None:
+        console.print(f"file size: B is {file_ratio:.2f}x smaller than A")
     samples = Table("clip", "true", "A", "p(A)", "B", "p(B)", title="sample predictions")
     for s in result["samples"]:
         samples.add_row(

@@ -29,14 +29,50 @@ def feature_batches(features, normalization, batch_size: int = 256, device=None)
         yield normalization.apply_torch(chunk).unsqueeze(1)
 
 
+def stratified_counts(class_sizes, total: int, seed: int = 0) -> list[int]:
+    """How many of `total` clips each class gives: its share of the split, rounded down, and
+    the clips left over to the largest remainders (ties in a seeded random order). Never more
+    than a class holds; every clip when `total` exceeds the split.
+
+    Example:
+        >>> stratified_counts([50, 30, 20], 10)
+        [5, 3, 2]
+        >>> stratified_counts([5, 5, 5], 4, seed=0), stratified_counts([5, 5, 5], 100)
+        ([1, 2, 1], [5, 5, 5])
+    """
+    sizes = np.asarray(class_sizes, np.int64)
+    if total >= sizes.sum():
+        return [int(n) for n in sizes]
+    exact = sizes * total / sizes.sum()
+    counts = np.floor(exact).astype(np.int64)
+    tiebreak = np.random.default_rng(seed).permutation(len(sizes))
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - counts[i]), tiebreak[i]))
+    for i in order[: total - int(counts.sum())]:
+        counts[i] += 1
+    return [int(n) for n in counts]
+
+
+def calibration_clips(dataset, config) -> list:
+    """The calibration clips: `config.calibration_clips` in total (stratified, seeded) when
+    set, else `config.calibration_per_class` of every class; sorted by class, then file."""
+    split, seed = config.calibration_split, config.seed
+    if config.calibration_clips is None:
+        return dataset.calibration_set(config.calibration_per_class, split, seed)
+    members = [[c for c in dataset.clips(split) if c.label == label] for label in dataset.labels]
+    counts = stratified_counts([len(m) for m in members], config.calibration_clips, seed)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for clips, count in zip(members, counts):
+        chosen += [clips[i] for i in sorted(rng.choice(len(clips), count, replace=False))]
+    return chosen
+
+
 def calibration_features(dataset, frontend, config, cache_dir=None) -> np.ndarray:
-    """Features of `config.calibration_per_class` clips per class of the calibration split."""
+    """Features of the calibration clips (`calibration_clips`) of the calibration split."""
     from tinykws.data.speech_commands import load_waveforms, waveforms_key
     from tinykws.features import cached_features
 
-    clips = dataset.calibration_set(
-        config.calibration_per_class, config.calibration_split, config.seed
-    )
+    clips = calibration_clips(dataset, config)
     if not clips:
         raise TinyKWSError(
             f"quantize: the '{config.calibration_split}' split has no clips to "

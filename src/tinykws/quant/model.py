@@ -48,8 +48,6 @@ from tinykws.quant.fake import (
     fake_quantize,
     fake_quantize_bias,
     quantize_bias,
-    quantize_to_int,
-    weight_qrange,
 )
 from tinykws.quant.fold import (
     band_select,
@@ -59,40 +57,18 @@ from tinykws.quant.fold import (
     replace_module,
     subspectral_weight_bias,
 )
-from tinykws.quant.observers import make_activation_observer, weight_scales
+from tinykws.quant.observers import make_activation_observer
 from tinykws.quant.trace import WEIGHTED, Step, Trace, trace_steps
+from tinykws.quant.weight_quant import WeightQuant
 
 OWN_QPARAMS = (*WEIGHTED, "mean", "add", "silu")
+ASYMMETRIC_WEIGHTS = (
+    "the integer graph, TFLite and C hold symmetric weights (zero point 0, TFLite's int8 "
+    "spec); this model's weights are asymmetric (weight_mode asym): evaluate it in fake "
+    "quantization (--backend fakequant), or quantize with --weight-mode sym"
+)
 MODES = ("float", "calibrate", "histogram", "fakequant")
 ACTIVATIONS = {"NONE": lambda y: y, "RELU": F.relu, "RELU6": F.relu6}
-
-
-class WeightQuant(nn.Module):
-    """Symmetric weight quantizer; scales follow the weights until `freeze`."""
-
-    def __init__(self, channels: int, config, depthwise: bool = False) -> None:
-        super().__init__()
-        self.bits, self.per_channel = config.weight_bits, config.per_channel(depthwise)
-        self.observer, self.power_of_two = config.weight_observer, config.power_of_two
-        self.qmin, self.qmax = weight_qrange(self.bits)
-        self.register_buffer("scale", torch.ones(channels if self.per_channel else 1))
-        self.frozen = False
-
-    def update(self, weight: torch.Tensor) -> None:
-        with torch.no_grad():
-            scales = weight_scales(
-                weight, self.bits, self.per_channel, self.observer, self.power_of_two
-            )
-            self.scale.copy_(scales.to(self.scale))
-
-    def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if not self.frozen:
-            self.update(weight)
-        return fake_quantize(weight, channel_view(self.scale, weight), 0.0, self.qmin, self.qmax)
-
-    def integers(self, weight: torch.Tensor) -> torch.Tensor:
-        """The int weights `forward` rounds to (int64, same shape)."""
-        return quantize_to_int(weight, channel_view(self.scale, weight), 0.0, self.qmin, self.qmax)
 
 
 class ActQuant(nn.Module):
@@ -260,9 +236,15 @@ class QuantModel(nn.Module):
 
     @torch.no_grad()
     def integer_layer(self, step: Step) -> IntegerLayer:
-        """The int weights, weight scales and int32 bias a weighted step holds (as fake-quant)."""
-        weight, bias = self.layer_weight_bias(step)
+        """The int weights, weight scales and int32 bias a weighted step holds (as fake-quant).
+
+        Raises:
+            TinyKWSError: the weights are asymmetric, which the integer graph cannot hold.
+        """
         quantizer = self.weight[step.name]
+        if not quantizer.symmetric:
+            raise TinyKWSError(ASYMMETRIC_WEIGHTS)
+        weight, bias = self.layer_weight_bias(step)
         weight_scale = self.weight_scale(step)
         scale = bias_scale(self.act[self.source[step.inputs[0]]].scale, weight_scale)
         integers = quantizer.integers(weight)
@@ -404,4 +386,8 @@ class QuantizedModel:
     @property
     def lowerable(self) -> bool:
         """True when `tinykws.ir.lower.lower` accepts this model."""
-        return isinstance(self.module, QuantModel) and self.config.activation_bits == 8
+        return (
+            isinstance(self.module, QuantModel)
+            and self.config.activation_bits == 8
+            and self.config.symmetric_weights
+        )

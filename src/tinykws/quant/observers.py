@@ -13,7 +13,8 @@ the first finds the min-max range, the second fills a histogram of `HISTOGRAM_BI
 
 Weights (per output channel or per tensor), in `WEIGHT_OBSERVERS`: ``minmax`` (max |w|) and
 ``mse`` (the clipping of max |w| with the smallest squared error). Both return symmetric scales;
-`power_of_two` rounds every scale up to a power of two.
+`asymmetric_weight_qparams` gives asymmetric ones (scale and zero point from [min, max], or its
+MSE clipping); `power_of_two` rounds every scale up to a power of two.
 
 Example:
     >>> import torch
@@ -271,3 +272,48 @@ def weight_scales(
     if power_of_two:
         scales = torch.tensor([power_of_two_ceil(float(s)) for s in scales], device=scales.device)
     return scales
+
+
+def asymmetric_weight_qparams(
+    weight: torch.Tensor,
+    bits: int,
+    per_channel: bool,
+    observer: str = "minmax",
+    power_of_two: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Asymmetric weight (scales, zero points), float32 (C,) or (1,) each.
+
+    The full range [-2^(bits-1), 2^(bits-1) - 1] covers [min(w), max(w)] of each channel
+    (widened to include 0, so a zero weight stays exact): scale = (high - low) / (2^bits - 1),
+    zero point = qmin - round_half_away(low / scale), clamped to the range. "mse" shrinks both
+    ends by the ratio with the smallest squared rounding error. A channel of zeros gets the
+    median scale of the others (1 if none). Scales and divisions are float32.
+    """
+    qmin, qmax = activation_qrange(bits)
+    w = weight.detach().float()
+    w = w.flatten(1) if per_channel else w.reshape(1, -1)
+    low = w.amin(dim=1).clamp_max(0.0)
+    high = w.amax(dim=1).clamp_min(0.0)
+    if observer == "mse":
+        ratios = torch.linspace(1.0 / CLIP_CANDIDATES, 1.0, CLIP_CANDIDATES, device=w.device)
+        lows, highs = low[:, None] * ratios, high[:, None] * ratios  # (C, R)
+        scales, zeros = (v.unsqueeze(2) for v in _affine_weight(lows, highs, bits))
+        q = (round_half_away(w.unsqueeze(1) / scales) + zeros).clamp(qmin, qmax)
+        error = (((q - zeros) * scales - w.unsqueeze(1)) ** 2).sum(dim=2)
+        best = error.argmin(dim=1, keepdim=True)
+        low, high = lows.gather(1, best)[:, 0], highs.gather(1, best)[:, 0]
+    return _affine_weight(low, high, bits, power_of_two)
+
+
+def _affine_weight(low, high, bits: int, power_of_two: bool = False):
+    """(scales, zero points) of ranges [low, high] (any shape), as `asymmetric_weight_qparams`."""
+    qmin, qmax = activation_qrange(bits)
+    scales = ((high - low) / (qmax - qmin)).float()
+    alive = scales > 0
+    if not bool(alive.all()):
+        fill = scales[alive].median() if bool(alive.any()) else torch.tensor(1.0)
+        scales = torch.where(alive, scales, fill.to(scales))
+    if power_of_two:
+        scales = torch.pow(2.0, torch.ceil(torch.log2(scales))).float()
+    zeros = (qmin - round_half_away(low / scales)).clamp(qmin, qmax)
+    return scales, zeros

@@ -9,10 +9,13 @@ int` scores the integer graph. Its table in the recipe is `QuantConfig`, plus an
     [quantize]
     method = "ptq"            # ptq | dynamic | qat
     weight_bits = 8
+    weight_mode = "sym"       # sym | asym (asymmetric weights: fake quantization only)
     calibration_per_class = 20
+    # calibration_clips = 200 # instead: 200 clips in total, stratified over the classes
     [quantize.sweep]          # optional: accuracy vs bit width, PTQ vs QAT
     bits = [2, 4, 6, 8]
     methods = ["ptq", "qat"]
+    weight_modes = ["sym", "asym"]
 """
 
 from __future__ import annotations
@@ -164,24 +167,32 @@ def _size_table(sizes: dict) -> str:
         [
             name,
             f"{s['learnables']:,}",
-            s["weight_bits"],
+            _bits_cell(s),
             f"{s['total_bytes']:,}",
+            f"{s.get('ideal_weight_bytes', s['weight_bytes']) + s['bias_bytes']:,}",
             f"{s['deployed_bytes']:,}",
             f"{original / max(s['total_bytes'], 1):.1f}x",
         ]
         for name, s in sizes.items()
     ]
-    return table(
-        [
-            "model",
-            "learnables",
-            "weight bits",
-            "parameter memory (bytes)",
-            "with constants (bytes)",
-            "vs original",
-        ],
-        rows,
-    )
+    header = [
+        "model",
+        "learnables",
+        "weight bits",
+        "parameter memory (bytes)",
+        "at exactly those bits (bytes)",
+        "with constants (bytes)",
+        "vs original",
+    ]
+    notes = sorted({s["storage_note"] for s in sizes.values() if s.get("storage_note")})
+    return table(header, rows) + "".join(f"<p>{html.escape(note)}.</p>" for note in notes)
+
+
+def _bits_cell(size: dict) -> str:
+    """The weight width, with the stored width where the C kernels' container is wider."""
+    stored = size.get("storage_bits", size["weight_bits"])
+    bits = size["weight_bits"]
+    return str(bits) if stored == bits else f"{bits} (stored as {stored})"
 
 
 def _pct(value) -> str:

@@ -1,14 +1,15 @@
 """Sweep bit widths, schemes and methods: accuracy vs bit width, PTQ vs QAT.
 
-Every combination of `bits` x `schemes` x `methods` quantizes the same float model; the table
-records the fake-quant validation accuracy, the integer graph's accuracy and top-1 agreement
-(when the point lowers: 8-bit activations), the parameter memory and compression ratio. The
-scheme is the activation scheme (weights are always symmetric): "asym" or "sym". Activations
+Every combination of `methods` x `schemes` x `weight_modes` x `bits` quantizes the same float
+model; the table records the fake-quant validation accuracy, the integer graph's accuracy and
+top-1 agreement (when the point lowers: 8-bit activations, symmetric weights), the parameter
+memory and compression ratio. The scheme is the activation scheme, "asym" or "sym"; the weight
+mode "sym" or "asym" (asymmetric weights are scored in fake quantization only). Activations
 stay at the base config's width unless `follow_activations` makes them follow the weights.
 
 Example:
     >>> SweepConfig(bits=(2, 8), methods=("ptq",)).points()[:2]
-    [('ptq', 'asym', 2), ('ptq', 'asym', 8)]
+    [('ptq', 'asym', 'sym', 2), ('ptq', 'asym', 'sym', 8)]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class SweepConfig:
     Attributes:
         bits: weight widths, each 2..8.
         schemes: activation schemes, "asym" and/or "sym".
+        weight_modes: weight modes, "sym" and/or "asym" (`QuantConfig.weight_mode`).
         methods: "ptq", "qat" and/or "dynamic".
         follow_activations: activations use the same width as the weights (then points below
             8 bits are fake-quant only).
@@ -35,22 +37,29 @@ class SweepConfig:
 
     bits: tuple[int, ...] = (2, 4, 6, 8)
     schemes: tuple[str, ...] = ("asym",)
+    weight_modes: tuple[str, ...] = ("sym",)
     methods: tuple[str, ...] = ("ptq", "qat")
     follow_activations: bool = False
 
     def __post_init__(self) -> None:
-        if not self.bits or not self.schemes or not self.methods:
-            raise TinyKWSError("quantize.sweep: bits, schemes and methods need one value each")
+        if not (self.bits and self.schemes and self.methods and self.weight_modes):
+            raise TinyKWSError(
+                "quantize.sweep: bits, schemes, weight_modes and methods need one value each"
+            )
         for bits in self.bits:
             check_range("quantize.sweep.bits", bits, 2, 8)
         for scheme in self.schemes:
             check_choice("quantize.sweep.schemes", scheme, ("asym", "sym"))
+        for mode in self.weight_modes:
+            check_choice("quantize.sweep.weight_modes", mode, ("sym", "asym"))
         for method in self.methods:
             check_choice("quantize.sweep.methods", method, ("ptq", "qat", "dynamic"))
 
-    def points(self) -> list[tuple[str, str, int]]:
-        """(method, scheme, bits) in table order."""
-        return list(itertools.product(self.methods, self.schemes, sorted(self.bits)))
+    def points(self) -> list[tuple[str, str, str, int]]:
+        """(method, activation scheme, weight mode, bits) in table order."""
+        return list(
+            itertools.product(self.methods, self.schemes, self.weight_modes, sorted(self.bits))
+        )
 
 
 def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[dict]:
@@ -62,11 +71,12 @@ def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[d
 
     float_bytes = float_memory(model).total_bytes
     rows = []
-    for method, scheme, bits in sweep.points():
+    for method, scheme, mode, bits in sweep.points():
         config = replace(
             base,
             method=method,
             weight_bits=bits,
+            weight_mode=mode,
             activation_scheme=scheme,
             activation_bits=bits if sweep.follow_activations else base.activation_bits,
         )
@@ -79,6 +89,7 @@ def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[d
                 "method": method,
                 "scheme": scheme,
                 "weight_bits": bits,
+                "weight_mode": mode,
                 "activation_bits": config.activation_bits if method != "dynamic" else 32,
                 "accuracy": scores["accuracy"].get("fakequant"),
                 "int_accuracy": scores["accuracy"].get("int"),
@@ -87,7 +98,10 @@ def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[d
                 "compression_ratio": float_bytes / max(memory.total_bytes, 1),
             }
         )
-        logger.info(f"sweep {method} {scheme} {bits}-bit: accuracy {rows[-1]['accuracy']:.4f}")
+        logger.info(
+            f"sweep {method} {scheme} {mode}-weights {bits}-bit: "
+            f"accuracy {rows[-1]['accuracy']:.4f}"
+        )
     return rows
 
 
@@ -116,18 +130,11 @@ def plot_sweep(rows: list[dict], float_accuracy: float, out_png) -> None:
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, scheme in sorted({(r["method"], r["scheme"]) for r in rows}):
-        points = sorted(
-            (r["weight_bits"], r["accuracy"] or 0.0)
-            for r in rows
-            if r["method"] == method and r["scheme"] == scheme
-        )
-        ax.plot(
-            [p[0] for p in points],
-            [100 * p[1] for p in points],
-            marker="o",
-            label=f"{method.upper()} ({scheme})",
-        )
+    for key in sorted({_curve(r) for r in rows}):
+        points = sorted((r["weight_bits"], r["accuracy"] or 0.0) for r in rows if _curve(r) == key)
+        method, scheme, mode = key
+        label = f"{method.upper()} ({scheme}" + (f", {mode} weights)" if mode != "sym" else ")")
+        ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o", label=label)
     if float_accuracy is not None:
         ax.axhline(100 * float_accuracy, color="grey", ls="--", lw=1, label="float32")
     ax.set_xticks(sorted({r["weight_bits"] for r in rows}))
@@ -139,6 +146,10 @@ def plot_sweep(rows: list[dict], float_accuracy: float, out_png) -> None:
     save_figure(fig, out_png)
 
 
+def _curve(row: dict) -> tuple[str, str, str]:
+    return row["method"], row["scheme"], row.get("weight_mode", "sym")
+
+
 def print_sweep(rows: list[dict], console=None) -> None:
     """The sweep table on the terminal."""
     from rich.console import Console
@@ -147,6 +158,7 @@ def print_sweep(rows: list[dict], console=None) -> None:
     table = Table(
         "method",
         "scheme",
+        "weights",
         "bits",
         "accuracy",
         "int accuracy",
@@ -159,6 +171,7 @@ def print_sweep(rows: list[dict], console=None) -> None:
         table.add_row(
             r["method"],
             r["scheme"],
+            r.get("weight_mode", "sym"),
             str(r["weight_bits"]),
             _pct(r["accuracy"]),
             _pct(r["int_accuracy"]),

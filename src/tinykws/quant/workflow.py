@@ -202,6 +202,9 @@ def metrics_of(summary: dict) -> dict:
         "agreement_fakequant_int": validation["agreement"].get("fakequant_int"),
         "learnables": quantized["learnables"],
         "parameter_bytes": quantized["total_bytes"],
+        "ideal_parameter_bytes": quantized.get("ideal_weight_bytes", quantized["weight_bytes"])
+        + quantized["bias_bytes"],
+        "weight_storage": quantized.get("storage_note"),
         "compression_ratio": summary["compression_ratio"],
     }
 

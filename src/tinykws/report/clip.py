@@ -58,7 +58,7 @@ def clip_figure(samples: np.ndarray, config: FrontEndConfig, title: str = ""):
     bands, cepstrum = _band_and_cepstrum_configs(config)
     images = [
         (spectrogram, rate / 2, "dB", "spectrogram", "frequency (Hz)"),
-        (FrontEnd(bands).numpy(samples), bands.n_bands, "", _band_title(bands), "band"),
+        (FrontEnd(bands).numpy(samples), _bins(bands), "", _band_title(bands), "band"),
         (
             FrontEnd(cepstrum).numpy(samples),
             cepstrum.n_mfcc,
@@ -77,20 +77,27 @@ def clip_figure(samples: np.ndarray, config: FrontEndConfig, title: str = ""):
 
 
 def _band_and_cepstrum_configs(config: FrontEndConfig) -> tuple[FrontEndConfig, FrontEndConfig]:
-    """Band energies as the front end computes them, and MFCC with the same framing and bands
-    (mel bands for a bark front end, since MFCC is defined on the mel scale)."""
-    bands = dataclasses.replace(
-        config, kind="logmel" if config.kind == "mfcc" else config.kind, resize=None
-    )
-    n_mfcc = config.n_mfcc if config.kind == "mfcc" else min(_DEFAULT_MFCC, config.n_bands)
-    cepstrum = dataclasses.replace(bands, kind="mfcc", n_mfcc=n_mfcc)
-    return bands, cepstrum
+    """Band energies and MFCC with the front end's framing and bands; the one of the two the
+    front end computes is exactly its output (resize included, e.g. cnn3's 128x64), the other
+    is unresized (MFCC of a bark front end uses mel bands: MFCC is defined on the mel scale)."""
+    if config.kind == "mfcc":
+        return dataclasses.replace(config, kind="logmel", resize=None), config
+    n_mfcc = min(_DEFAULT_MFCC, config.n_bands)
+    cepstrum = dataclasses.replace(config, kind="mfcc", n_mfcc=n_mfcc, resize=None)
+    return config, cepstrum
+
+
+def _bins(config: FrontEndConfig) -> int:
+    return config.resize[1] if config.resize else config.n_bands
 
 
 def _band_title(config: FrontEndConfig) -> str:
     scale = "bark" if config.kind == "bark" else "mel"
     log = "log10" if config.log == "log10" else "ln"
-    return f"{scale} spectrogram ({config.n_bands} bands, {log}(x + {config.log_offset:g}))"
+    title = f"{scale} spectrogram ({config.n_bands} bands, {log}(x + {config.log_offset:g})"
+    if config.resize:
+        title += f", resized to {config.resize[0]}x{config.resize[1]}"
+    return title + ")"
 
 
 def _plot_waveform(ax, samples: np.ndarray, rate: int) -> None:
