@@ -296,39 +296,35 @@ def check_figures(figures: RunFigures, config: CheckConfig) -> list[CheckRow]:
                 figures.accuracy_source,
             )
         )
-    for name, option, value_source in (
-        ("flash", config.max_flash, lambda: _flash(figures, config.zipped)),
+
+    def ram():
+        return figures.metrics["total"]["ram_bytes"], "activation arena + scratch"
+
+    upper_limits = (  # name, limit, its parser, unit format of limit and value, figure
+        ("flash", config.max_flash, parse_bytes, "{:,} B", lambda: _flash(figures, config.zipped)),
+        ("RAM", config.max_ram, parse_bytes, "{:,} B", ram),
         (
-            "RAM",
-            config.max_ram,
-            lambda: (figures.metrics["total"]["ram_bytes"], "activation arena + scratch"),
+            "latency",
+            config.max_latency,
+            parse_ms,
+            "{:g} ms",
+            lambda: _mcu_latency(figures, config.mcu_clock),
         ),
-    ):
+        (
+            "PC latency",
+            config.max_pc_latency,
+            parse_ms,
+            "{:g} ms",
+            lambda: _latency(figures.metrics, figures.artefact),
+        ),
+    )
+    for name, option, parse, unit, value_source in upper_limits:
         if option is not None:
-            limit, (value, source) = parse_bytes(option), value_source()
+            limit, (value, source) = parse(option), value_source()
+            value_unit = "{:.3f} ms" if unit.endswith("ms") else unit
+            ok = value is not None and value <= limit
             rows.append(
-                CheckRow(
-                    name,
-                    f"<= {limit:,} B",
-                    _fmt(value, "{:,} B"),
-                    value is not None and value <= limit,
-                    source,
-                )
-            )
-    for name, option, value_source in (
-        ("latency", config.max_latency, lambda: _mcu_latency(figures, config.mcu_clock)),
-        ("PC latency", config.max_pc_latency, lambda: _latency(figures.metrics, figures.artefact)),
-    ):
-        if option is not None:
-            limit, (value, source) = parse_ms(option), value_source()
-            rows.append(
-                CheckRow(
-                    name,
-                    f"<= {limit:g} ms",
-                    _fmt(value, "{:.3f} ms"),
-                    value is not None and value <= limit,
-                    source,
-                )
+                CheckRow(name, f"<= {unit.format(limit)}", _fmt(value, value_unit), ok, source)
             )
     return rows
 

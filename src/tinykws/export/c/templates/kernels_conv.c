@@ -440,6 +440,25 @@ static int8_t *window_room(const tk_gemm *g, int32_t p0, int32_t block, int8_t *
     return scratch;
 }
 
+/* The input rows of the block of pixels from p0 and their count (*nb, at most `block`): the
+ * layer's input read in place, or the block's windows gathered (see window_room). */
+static const int8_t *block_rows(const tk_gemm *g, int32_t p0, int32_t block, int gathers,
+                                int8_t *output, int8_t *scratch, int32_t *nb)
+{
+    const int32_t k = g->rows->k;
+    int8_t *room;
+    int32_t i;
+    if (!gathers) {
+        *nb = g->n_pixels - p0 < block ? g->n_pixels - p0 : block;
+        return g->rows->input + p0 * k;
+    }
+    room = window_room(g, p0, block, output, scratch, nb);
+    for (i = 0; i < *nb; ++i) {
+        gather_patch(g->rows->conv, g->rows->input, p0 + i, room + i * k);
+    }
+    return room;
+}
+
 /* The fast path. Pixels go in blocks (all of them when their rows are read in place; the
  * layer's `windows` gathered into scratch otherwise, see window_room); for each block, output channels two at a
  * time, their requantization constants derived and their weight rows unpacked (packed or
@@ -456,15 +475,10 @@ static void gemm_fast(const tk_gemm *g, int8_t *output, int8_t *scratch, int gat
     int16_t x16[(TK_HOST_PIXELS + 1) * TK_HOST_K];
 #endif
     tk_rq r[2];
-    int32_t p0, i, c, nb;
+    int32_t p0, c, nb;
     for (p0 = 0; p0 < g->n_pixels; p0 += nb) {
-        int8_t *room = gathers ? window_room(g, p0, block, output, scratch, &nb) : 0;
-        const int8_t *x = gathers ? room : g->rows->input + p0 * k;
+        const int8_t *x = block_rows(g, p0, block, gathers, output, scratch, &nb);
         tk_cursor cursor = {0, 0};
-        nb = gathers ? nb : g->n_pixels - p0 < block ? g->n_pixels - p0 : block;
-        for (i = 0; gathers && i < nb; ++i) {
-            gather_patch(g->rows->conv, g->rows->input, p0 + i, room + i * k);
-        }
 #if !defined(__ARM_FEATURE_DSP)
         if (TK_HOST_ROWS(k)) {
             widen(x, x16, nb * k, (nb + 1) / 2 * 2 * k);
@@ -511,13 +525,8 @@ static void gemm_chunked(const tk_gemm *g, int8_t *output, int8_t *scratch, int 
     tk_rq r[2];
     int32_t p0, i, c, s, n, nb;
     for (p0 = 0; p0 < g->n_pixels; p0 += nb) {
-        int8_t *room = gathers ? window_room(g, p0, block, output, scratch, &nb) : 0;
-        const int8_t *x = gathers ? room : g->rows->input + p0 * k;
+        const int8_t *x = block_rows(g, p0, block, gathers, output, scratch, &nb);
         tk_cursor next = {0, 0};
-        nb = gathers ? nb : g->n_pixels - p0 < block ? g->n_pixels - p0 : block;
-        for (i = 0; gathers && i < nb; ++i) {
-            gather_patch(g->rows->conv, g->rows->input, p0 + i, room + i * k);
-        }
         for (c = 0; c < n_out; c += 2) {
             const int two = c + 1 < n_out;
             tk_cursor row0 = next, row1 = skip_row(g->weights, next, k);
