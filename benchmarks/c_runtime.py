@@ -31,14 +31,14 @@ import torch
 
 from tinykws.export.c import export_c
 from tinykws.export.c.build import HOST_FLAGS, CModel, build_shared_library
-from tinykws.export.runtimes import TFLiteRunner
 from tinykws.export.tflite import export_tflite
-from tinykws.features import FrontEnd, Normalization
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import FrontEnd, Normalization
 from tinykws.ir.transform import with_io_dtype
-from tinykws.metrics import op_macs
+from tinykws.measure.metrics import op_macs
+from tinykws.measure.runtimes import TFLiteRunner
 from tinykws.models import MODEL_PRESETS, build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 BUILTIN = "LiteRT int8 (builtin kernels)"  # no XNNPACK delegate: the kernels the C competes with
 PROFILE_PRELUDE = """#include <time.h>

@@ -27,18 +27,18 @@ import numpy as np
 
 from tinykws.checkpoint import load_checkpoint
 from tinykws.errors import TinyKWSError
-from tinykws.evaluate import load_eval_data
-from tinykws.export.runtimes import (
+from tinykws.ir.graph import IntGraph
+from tinykws.ir.interpret import interpret
+from tinykws.measure.predictors import normalization
+from tinykws.measure.runtimes import (
     FilePredictor,
     TFLiteRunner,
     load_c_predictor,
     load_onnx_predictor,
     load_tflite_predictor,
 )
-from tinykws.ir.graph import IntGraph
-from tinykws.ir.interpret import interpret
-from tinykws.predictor import normalization
 from tinykws.quant.data import feature_batches
+from tinykws.train.evaluate import load_eval_data
 
 
 def parse_args() -> argparse.Namespace:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from tinykws.features import FrontEnd, frontend_config
+from tinykws.features.frontend import FrontEnd, frontend_config
 
 
 def parse_args() -> argparse.Namespace:

@@ -32,11 +32,11 @@ import torch
 from tinykws.export.c import export_c
 from tinykws.export.c.generate import int8_graph
 from tinykws.export.c.mcu import default_inputs, emulate_cortex_m4
-from tinykws.features import FrontEnd, Normalization
-from tinykws.ir.lower import lower
-from tinykws.metrics import op_macs
+from tinykws.features.frontend import FrontEnd, Normalization
+from tinykws.measure.metrics import op_macs
 from tinykws.models import MODEL_PRESETS, build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 NETWORKS = {  # name: (preset, weight bits, classes)
     "dscnn_s": ("dscnn_s", 8, 12),

@@ -26,7 +26,7 @@ from tinykws.models import build_model, count_macs, count_params, model_config
 
 
 def load(path: Path) -> torch.nn.Module:
-    from tinykws.predictor import load_torch
+    from tinykws.measure.predictors import load_torch
 
     return load_torch(path).module.eval()
 

@@ -30,14 +30,14 @@ import torch
 
 from tinykws.export.float_graph import lower_float
 from tinykws.export.onnx import onnx_float_bytes, onnx_graph_bytes
-from tinykws.export.runtimes import ONNXRunner, TFLiteRunner
 from tinykws.export.tflite import tflite_bytes
-from tinykws.features import Normalization
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import Normalization
 from tinykws.ir.transform import with_io_dtype
-from tinykws.latency import median_ms
+from tinykws.measure.latency import median_ms
+from tinykws.measure.runtimes import ONNXRunner, TFLiteRunner
 from tinykws.models import build_model, model_config
 from tinykws.quant import WEIGHT_SCHEMES, QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
 
 def build(preset: str, weight_scheme: str = "per_channel"):
     """(float model, int8 graph with int8 io, input shape) of `preset` at 12 classes."""
-    from tinykws.features import FrontEnd, frontend_config
+    from tinykws.features.frontend import FrontEnd, frontend_config
     from tinykws.models import MODEL_PRESETS
 
     shape = FrontEnd(frontend_config(MODEL_PRESETS[preset].frontend)).output_shape

@@ -33,11 +33,11 @@ import numpy as np
 from tinykws.data.stream_test import StreamTestConfig, write_stream_test
 from tinykws.export.c import export_c
 from tinykws.io import write_json
-from tinykws.predictor import load_predictor
-from tinykws.stream.config import StreamConfig
+from tinykws.measure.predictors import load_predictor
 from tinykws.stream.evaluate import stream_recording, summary_lines
 from tinykws.stream.native import build_kws_stream, run_kws_stream
 from tinykws.stream.sweep import plot_curve
+from tinykws.stream_config import StreamConfig
 
 CORTEX_M4 = "off"  # "auto": also sizes and emulated instruction counts (ARM tools installed)
 

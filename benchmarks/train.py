@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from tinykws.data.augment import AugmentConfig
-from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
+from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
 from tinykws.models import build_model, model_config
-from tinykws.train import TrainConfig, TrainingData, fit
+from tinykws.train.loop import TrainConfig, TrainingData, fit
 
 
 def make_data(clips: int, augment: bool) -> TrainingData:

@@ -41,7 +41,7 @@ def tone_clip(word_index: int, speaker: int, rng: np.random.Generator) -> np.nda
 
 def write_tone_corpus(root: Path, per_word: int = 12, seed: int = 0) -> Path:
     """Write the tone corpus (TONE_WORDS x per_word clips + two noise files) under `root`."""
-    from tinykws.audio import write_wav
+    from tinykws.data.audio import write_wav
 
     rng = np.random.default_rng(seed)
     for w, word in enumerate(TONE_WORDS):
@@ -76,7 +76,7 @@ def dev_data() -> Path:
 def no_subspectral_op(monkeypatch):
     """Every layer of the model families has an integer form; this takes SubSpectralNorm's
     away, so that BC-ResNet stands for a model with a layer tinykws cannot lower."""
-    from tinykws.quant import trace
+    from tinykws.models import trace
 
     handlers = [h for h in trace.MODULE_HANDLERS if h[1] is not trace._subspectral]
     monkeypatch.setattr(trace, "MODULE_HANDLERS", handlers)

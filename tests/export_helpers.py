@@ -55,7 +55,7 @@ class ToneData:
 @functools.lru_cache(maxsize=1)
 def _tone_data(root: str) -> ToneData:
     from tinykws.data.speech_commands import DataConfig, load_dataset, load_waveforms
-    from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
 
     data_config = DataConfig(preset="12", unknown_fraction=1.0)
     dataset = load_dataset(root, data_config)
@@ -150,7 +150,7 @@ def quantized_model(tone_corpus, family: str, weight_bits: int = 8, method: str 
 
 def int8_graph(tone_corpus, family: str, weight_bits: int = 8):
     """The integer graph of `quantized_model`, with the model's metadata."""
-    from tinykws.ir.lower import lower
+    from tinykws.quant.lower import lower
 
     graph = lower(quantized_model(tone_corpus, family, weight_bits))
     graph.metadata.update(_tone_data(str(tone_corpus)).meta)
@@ -184,7 +184,7 @@ def save_quantized(tone_corpus, family: str, path, weight_bits: int = 8, method:
 
 def litert_outputs(data: bytes, inputs: np.ndarray, reference: bool) -> np.ndarray:
     """Raw outputs (the file's dtype) of a .tflite on every sample of `inputs` (file dtype)."""
-    from tinykws.export.runtimes import TFLiteRunner
+    from tinykws.measure.runtimes import TFLiteRunner
 
     runner = TFLiteRunner(data, "BUILTIN_REF" if reference else "AUTO")
     return runner.run_raw(inputs)

@@ -44,7 +44,7 @@ def good_checkpoint(path: Path, frontend: str = "mfcc", family: str = "tinyconv"
     from tinykws.checkpoint import save_checkpoint
     from tinykws.config import to_dict
     from tinykws.data.speech_commands import DataConfig
-    from tinykws.features import FrontEnd
+    from tinykws.features.frontend import FrontEnd
     from tinykws.models import build_model, config_to_dict, model_config
 
     fe = FrontEnd(frontend)

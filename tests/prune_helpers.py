@@ -66,7 +66,7 @@ def tone_data(tone_corpus, frontend: str = "mfcc"):
 
 def quick_train_config(epochs: int = 1, lr: float = 3e-3):
     from tinykws.data.augment import AugmentConfig
-    from tinykws.train import TrainConfig
+    from tinykws.train.loop import TrainConfig
 
     return TrainConfig(
         epochs=epochs, batch_size=32, lr=lr, augment=AugmentConfig(enabled=False), device="cpu"

@@ -20,7 +20,7 @@ def train_small(data, spec, out_dir, epochs: int = 8, with_meta: bool = False):
     `with_meta`, out_dir/best.safetensors is a usable model file."""
     from tinykws.data.augment import AugmentConfig
     from tinykws.models import build_model, model_config
-    from tinykws.train import TrainConfig, fit
+    from tinykws.train.loop import TrainConfig, fit
 
     torch.manual_seed(0)
     model = build_model(model_config(spec, 12, data.frontend.output_shape))

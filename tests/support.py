@@ -8,8 +8,8 @@ import numpy as np
 def tone_training_data(root, frontend: str = "mfcc"):
     """`TrainingData` (train and validation splits) of the tone corpus at `root`."""
     from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
-    from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
-    from tinykws.train import TrainingData
+    from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.train.loop import TrainingData
 
     dataset = load_dataset(root, DataConfig(preset="12", unknown_fraction=1.0))
     fe = FrontEnd(frontend_config(frontend))
@@ -35,8 +35,8 @@ def tone_run(root, base, frontend: str, model: dict, train: dict):
     (one torch thread while training); returns (recipe, run directory)."""
     import torch
 
-    from tinykws.pipeline import run_recipe
-    from tinykws.recipe import parse
+    from tinykws.run.pipeline import run_recipe
+    from tinykws.run.recipe import parse
 
     data = {"root": str(root), "cache_dir": str(base / "cache"), "preset": "12"}
     raw = {

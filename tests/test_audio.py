@@ -1,4 +1,4 @@
-"""tinykws.audio: every supported file format reads back the samples written, resampling keeps
+"""tinykws.data.audio: every supported file format reads back the samples written, resampling keeps
 length and pitch, clips are centred, and each kind of bad file is one line naming it."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pytest
 import soundfile as sf
 
 from tinykws import TinyKWSError
-from tinykws.audio import (
+from tinykws.cli import main
+from tinykws.data.audio import (
     check_wav_length,
     load_clip,
     pad_or_trim,
@@ -19,7 +20,6 @@ from tinykws.audio import (
     to_int16,
     write_wav,
 )
-from tinykws.cli import main
 from tinykws.log import logger
 
 RATE_HZ = 16000

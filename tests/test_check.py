@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tinykws.check import (
+from tinykws.cli import main
+from tinykws.errors import TinyKWSError
+from tinykws.measure.check import (
     CheckConfig,
     check_run,
     parse_bytes,
@@ -16,8 +18,6 @@ from tinykws.check import (
     parse_hz,
     parse_ms,
 )
-from tinykws.cli import main
-from tinykws.errors import TinyKWSError
 
 
 def one_error_line(capsys) -> str:
@@ -180,9 +180,9 @@ def exported_run(tone_corpus, tmp_path_factory):
     import torch
     from support import tone_run
 
-    from tinykws.export.stage import stage_check, stage_export
-    from tinykws.pipeline import Run
-    from tinykws.quant.stage import stage_quantize
+    from tinykws.run.pipeline import Run
+    from tinykws.run.stages.export import stage_check, stage_export
+    from tinykws.run.stages.quantize import stage_quantize
 
     train = {"epochs": 3, "batch_size": 32, "device": "cpu", "augment": {"enabled": False}}
     recipe, run_dir = tone_run(
@@ -234,7 +234,7 @@ def test_export_stage_writes_files_and_figures(exported_run):
 
 
 def test_report_sections(exported_run):
-    from tinykws.export.stage import artefacts_section, check_section, metrics_section
+    from tinykws.run.stages.export import artefacts_section, check_section, metrics_section
 
     run, _ = exported_run
     assert "model.tflite" in artefacts_section(run.dir)
@@ -257,7 +257,7 @@ def test_check_verb_on_the_run(exported_run, capsys):
 
 def test_strict_check_stage_stops_the_run(exported_run):
     from tinykws.errors import ConstraintFailed
-    from tinykws.export.stage import stage_check
+    from tinykws.run.stages.export import stage_check
 
     run, _ = exported_run
     strict = dataclasses.replace(run.recipe, extra={"check": {"max_ram": "1B", "strict": True}})
@@ -270,9 +270,9 @@ def test_automatic_formats_skip_what_cannot_hold_the_model(tone_corpus, tmp_path
 
     from export_helpers import save_quantized
 
-    from tinykws.export.model_export import ExportOptions, load_model
-    from tinykws.export.stage import ExportStageConfig, _export_all
     from tinykws.log import logger
+    from tinykws.run.exporting import ExportOptions, load_model
+    from tinykws.run.stages.export import ExportStageConfig, _export_all
 
     source = save_quantized(tone_corpus, "tinyconv", tmp_path / "d.safetensors", method="dynamic")
     model = load_model(source)

@@ -13,9 +13,9 @@ import pytest
 # tests/ is on sys.path under pytest; `server` is a fixture used by name below.
 from test_download import PAYLOAD, make_tar, server  # noqa: F401
 
-from tinykws.audio import write_wav
 from tinykws.cli import main
 from tinykws.data import download as download_module
+from tinykws.data.audio import write_wav
 from tinykws.data.download import URL_ENV, Archive
 
 DEV_DATA = Path(__file__).resolve().parents[2] / "shared/data/speech_commands_dev"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinykws.audio import write_wav
+from tinykws.data.audio import write_wav
 from tinykws.errors import TinyKWSError
-from tinykws.features import FRONTEND_PRESETS, FrontEnd
+from tinykws.features.frontend import FRONTEND_PRESETS, FrontEnd
 from tinykws.report.clip import clip_figure, plot_clip
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -73,9 +73,9 @@ def test_data_show_draws_what_every_front_end_computes(sweep_wav, tmp_path, caps
     computes (bands, or MFCC for an MFCC front end; resized as the front end resizes) holds
     `compute_features` of the clip. The figure uses the numpy reference, `compute_features`
     the torch path: the two agree within 1e-4 (tests/test_features.py)."""
-    from tinykws.audio import pad_or_trim, read_audio
     from tinykws.cli import main
-    from tinykws.features import compute_features
+    from tinykws.data.audio import pad_or_trim, read_audio
+    from tinykws.features.frontend import compute_features
 
     out = tmp_path / f"{name}.png"
     assert main(["data", "show", str(sweep_wav), "--out", str(out), "--frontend", name]) == 0

@@ -9,8 +9,8 @@ import numpy as np
 from export_helpers import save_float, save_quantized
 
 from tinykws.cli import main
-from tinykws.export.model_export import export_model
-from tinykws.quant.compare import compare_predictions, model_file_bytes
+from tinykws.measure.compare import compare_predictions, model_file_bytes
+from tinykws.run.exporting import export_model
 
 
 def test_compare_a_checkpoint_with_its_tflite(tone_corpus, tmp_path, capsys):

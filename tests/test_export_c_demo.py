@@ -15,14 +15,14 @@ import torch
 from c_support import needs_gcc
 from conftest import TONE_WORDS
 
-from tinykws.audio import load_clip
+from tinykws.data.audio import load_clip
 from tinykws.export.c import export_c
 from tinykws.export.c.build import build_demo
-from tinykws.features import FrontEnd, Normalization
+from tinykws.features.frontend import FrontEnd, Normalization
 from tinykws.ir import interpret
-from tinykws.ir.lower import lower
 from tinykws.models import build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 TOP1_AGREEMENT = 0.995
 SMALL_DSCNN = {"preset": "dscnn_s", "first_filters": 8, "block_filters": [12, 12]}

@@ -24,14 +24,14 @@ from c_support import needs_gcc
 from test_export_c_demo import train_briefly
 from test_export_c_frontend import INPUT_QPARAMS, feature_graph
 
-from tinykws.audio import load_clip
+from tinykws.data.audio import load_clip
 from tinykws.export.c import export_c
 from tinykws.export.c.build import CModel, build_demo, build_shared_library
-from tinykws.features import FrontEnd, Normalization
+from tinykws.features.frontend import FrontEnd, Normalization
 from tinykws.ir import interpret
 from tinykws.ir.kernels import quantize_f32_s8
-from tinykws.ir.lower import lower
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 pytestmark = [pytest.mark.devdata, pytest.mark.slow]
 DEV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech_commands_dev"

@@ -1,11 +1,11 @@
-"""The generated C front end (float32) against tinykws.features.FrontEnd.numpy (float64 inside).
+"""The generated C front end (float32) against features.frontend.FrontEnd.numpy (float64 inside).
 
 Tolerances:
 - features within 1e-3 absolute on clips with a noise floor (tone words, noise, silence, speech
   level): the C path is float32 throughout, FFT included; observed <= 2.5e-4;
 - 5e-3 on clean full-scale synthetic tones with no noise floor at all: a float32 FFT's rounding
   error (~1e-7 of the frame's norm in every bin) reaches bands 60-80 dB below the tone, where
-  log(power + 1e-6) is most sensitive (observed up to 3e-3; see tinykws.spectrum);
+  log(power + 1e-6) is most sensitive (observed up to 3e-3; see tinykws.features.spectrum);
 - after normalisation and input quantization, identical to the Python pipeline on >= 99 % of
   values (a float32 difference can move a value across a rounding boundary).
 """
@@ -17,10 +17,10 @@ import pytest
 from c_support import compile_export, needs_gcc
 from conftest import tone_clip
 
-from tinykws.audio import to_float32, to_int16
+from tinykws.data.audio import to_float32, to_int16
 from tinykws.errors import TinyKWSError
 from tinykws.export.c import export_c
-from tinykws.features import FrontEnd, Normalization, frontend_config
+from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 from tinykws.ir import IntGraphBuilder, QuantParams
 from tinykws.ir.kernels import quantize_f32_s8
 

@@ -18,12 +18,12 @@ from c_support import needs_arm_gcc
 from tinykws.export.c import SIZES_FILE, export_c
 from tinykws.export.c.build import SectionSizes, build_cortex_m4, parse_size_sysv
 from tinykws.export.c.emit import scratch_bytes
-from tinykws.features import Normalization
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import Normalization
 from tinykws.ir.plan import plan_arena
 from tinykws.ir.transform import with_io_dtype
 from tinykws.models import build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 OVERHEAD_BUDGET_BYTES = 12 * 1024
 RAM_TOLERANCE = 0.10

@@ -13,10 +13,10 @@ import torch
 from c_support import assert_c_equals_interpreter, needs_gcc
 from quant_support import randomize_batchnorm
 
-from tinykws.features import Normalization
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import Normalization
 from tinykws.models import build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 FAMILIES = {
     "tinyconv": ("tinyconv", (49, 40)),

@@ -38,7 +38,7 @@ def test_export_then_evaluate(quantized_file, tone, tone_corpus, tmp_path, capsy
     report = tmp_path / "eval.json"
     assert main(["evaluate", str(out), "--data", str(tone_corpus), "--json", str(report)]) == 0
     result = json.loads(report.read_text())
-    from tinykws.predictor import load_predictor
+    from tinykws.measure.predictors import load_predictor
 
     predicted = load_predictor(out).logits(tone.validation).argmax(1)
     assert result["n"] == len(tone.validation_y)
@@ -147,8 +147,8 @@ def test_compact_bias_flag(tone_corpus, tmp_path, capsys):
     from export_helpers import int8_graph
 
     from tinykws.config import to_dict
-    from tinykws.export.runtimes import litert_undelegated_ops
-    from tinykws.features import frontend_config
+    from tinykws.features.frontend import frontend_config
+    from tinykws.measure.runtimes import litert_undelegated_ops
 
     graph = int8_graph(tone_corpus, "dscnn")
     graph.metadata["frontend"] = to_dict(frontend_config("micro"))

@@ -14,10 +14,10 @@ from export_helpers import nhwc, quantized_model, save_quantized, tone_data
 
 from tinykws.cli import main
 from tinykws.export.float_graph import lower_float
-from tinykws.export.model_export import export_model
-from tinykws.export.runtimes import TFLiteRunner
 from tinykws.export.tflite import tflite_bytes
 from tinykws.export.tflite_dynamic import dynamic_tflite_bytes
+from tinykws.measure.runtimes import TFLiteRunner
+from tinykws.run.exporting import export_model
 
 # LiteRT's hybrid kernels round each layer's float input to int8 (asymmetric, per input row:
 # at most half a step, 1/510 of the row's range, about 0.2 %) before the integer product; the
@@ -104,7 +104,7 @@ def test_export_and_evaluate_a_dynamic_range_model(tone, tone_corpus, tmp_path, 
     report = tmp_path / "eval.json"
     args = ["evaluate", str(result.path), "--data", str(tone_corpus), "--json", str(report)]
     assert main(args) == 0
-    from tinykws.predictor import load_predictor
+    from tinykws.measure.predictors import load_predictor
 
     predicted = load_predictor(result.path).logits(tone.validation).argmax(1)
     scores = json.loads(report.read_text())

@@ -29,9 +29,9 @@ from export_helpers import (
 )
 
 from tinykws.errors import TinyKWSError
-from tinykws.export.model_export import ExportOptions, export_model
 from tinykws.export.onnx import read_onnx_metadata
-from tinykws.export.runtimes import ONNXRunner, load_onnx_predictor
+from tinykws.measure.runtimes import ONNXRunner, load_onnx_predictor
+from tinykws.run.exporting import ExportOptions, export_model
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

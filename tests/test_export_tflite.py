@@ -34,11 +34,11 @@ from export_helpers import (
 )
 
 from tinykws.errors import TinyKWSError
-from tinykws.export.model_export import export_model
 from tinykws.export.tflite import read_tflite_metadata, tflite_bytes
 from tinykws.ir import interpret
 from tinykws.ir.kernels import quantize_f32_s8
 from tinykws.ir.transform import with_io_dtype
+from tinykws.run.exporting import export_model
 
 pytest.importorskip("ai_edge_litert.interpreter")
 
@@ -110,10 +110,10 @@ def test_float_file_matches_pytorch(tone, tone_corpus, family, tmp_path):
 def test_pruned_models_export_exactly(tone, tone_corpus, family):
     """Structured (narrower layers) and unstructured (zeroed weights) pruning both export."""
     from tinykws.export.float_graph import lower_float
-    from tinykws.ir.lower import lower
     from tinykws.prune import PruneConfig, prune_without_retraining
     from tinykws.prune.unstructured import finalize
     from tinykws.quant import QuantConfig, QuantData, quantize
+    from tinykws.quant.lower import lower
 
     model = trained_model(tone_corpus, family)
     narrow, _ = prune_without_retraining(model, PruneConfig(method="l1", amount=0.5))
@@ -131,7 +131,7 @@ def test_pruned_models_export_exactly(tone, tone_corpus, family):
 
 
 def test_exported_file_carries_metadata_and_evaluates(tone, tone_corpus, tmp_path):
-    from tinykws.export.runtimes import load_tflite_predictor
+    from tinykws.measure.runtimes import load_tflite_predictor
 
     source = save_quantized(tone_corpus, "dscnn", tmp_path / "q.safetensors")
     result = export_model(source, "tflite", tmp_path / "q.tflite")
@@ -162,7 +162,7 @@ def test_narrow_weights_refused_naming_the_layer(tone, tone_corpus, tmp_path):
     assert "4-bit" in str(info.value) and "'conv_conv'" in str(info.value)
     assert "--format c" in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
-    from tinykws.export.model_export import ExportOptions
+    from tinykws.run.exporting import ExportOptions
 
     widened = export_model(
         source, "tflite", tmp_path / "q4.tflite", ExportOptions(widen_narrow_weights=True)
@@ -207,7 +207,7 @@ def test_golden_sha256_of_an_exported_file(tmp_path, compact_bias):
     # changed for biases with their quantization by default (compact_bias: without), and a
     # front-end config in the metadata (zlib-compressed: a zlib-ng build of Python would
     # compress it to other bytes).
-    from tinykws.export.model_export import ExportOptions
+    from tinykws.run.exporting import ExportOptions
 
     graph = _golden_graph()
     graph.save(tmp_path / "golden.json")

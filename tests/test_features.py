@@ -15,16 +15,7 @@ import torch
 
 from tinykws.config import to_dict
 from tinykws.errors import TinyKWSError
-from tinykws.features import (
-    FRONTEND_PRESETS,
-    FrontEnd,
-    FrontEndConfig,
-    Normalization,
-    cached_features,
-    compute_features,
-    frontend_config,
-)
-from tinykws.filterbanks import (
+from tinykws.features.filterbanks import (
     FilterbankSpec,
     band_edges_hz,
     bark_to_hz,
@@ -32,6 +23,15 @@ from tinykws.filterbanks import (
     dct_matrix,
     hz_to_bark,
     triangular_filterbank,
+)
+from tinykws.features.frontend import (
+    FRONTEND_PRESETS,
+    FrontEnd,
+    FrontEndConfig,
+    Normalization,
+    cached_features,
+    compute_features,
+    frontend_config,
 )
 
 RATE_HZ = 16000
@@ -287,7 +287,7 @@ def test_compute_features_uses_torch_path_on_int16_batches():
 
 
 def test_cached_features_reuse_same_key_and_rebuild_on_change(tmp_path, monkeypatch):
-    import tinykws.features as features_module
+    import tinykws.features.frontend as features_module
 
     waveforms = np.round(SIGNALS[:3] * 32000).astype(np.int16)
     first = cached_features(tmp_path, "logmel", waveforms, "clips-a")

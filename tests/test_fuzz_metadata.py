@@ -68,7 +68,7 @@ def _paths(meta: dict, prefix=()):
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_damaged_metadata_never_loads_into_a_broken_model(good, tmp_path_factory, data):
-    from tinykws.predictor import load_predictor
+    from tinykws.measure.predictors import load_predictor
 
     tensors, meta = good
     path = data.draw(st.sampled_from(sorted(_paths(meta))))
@@ -95,7 +95,7 @@ def test_nan_and_inf_weights_are_refused():
 
 
 def test_good_metadata_passes_the_deep_check(good):
-    from tinykws.predictor import check_file_meta
+    from tinykws.measure.predictors import check_file_meta
 
     _, meta = good
     assert check_file_meta(meta, "m")["labels"] == LABELS_12
@@ -146,7 +146,7 @@ SECTION = st.dictionaries(st.sampled_from(SECTION_KEYS) | st.text(max_size=4), J
 @FAST
 @given(st.dictionaries(st.sampled_from(RECIPE_KEYS), SECTION | JSON, max_size=5))
 def test_any_recipe_data_parses_or_raises_one_error(changes):
-    from tinykws.recipe import parse
+    from tinykws.run.recipe import parse
 
     raw = _valid_base() | changes
     try:
@@ -165,7 +165,7 @@ def test_any_recipe_data_parses_or_raises_one_error(changes):
 )
 def test_valid_recipes_round_trip_through_toml(lr, epochs, name):
     from tinykws.config import dump_toml, tomllib
-    from tinykws.recipe import parse
+    from tinykws.run.recipe import parse
 
     recipe = parse(_valid_base() | {"name": name, "train": {"epochs": epochs, "lr": lr}})
     again = parse(tomllib.loads(dump_toml(recipe.to_dict())))

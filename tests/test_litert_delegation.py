@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from tinykws.export.runtimes import TFLiteRunner, litert_undelegated_ops
 from tinykws.export.tflite import tflite_bytes
-from tinykws.features import FrontEnd, Normalization, frontend_config
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 from tinykws.ir.transform import with_io_dtype
+from tinykws.measure.runtimes import TFLiteRunner, litert_undelegated_ops
 from tinykws.models import MODEL_PRESETS, build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 
 CONVS_AND_FC = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 

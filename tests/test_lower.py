@@ -17,13 +17,13 @@ from quant_support import randomize_batchnorm
 from torch import nn
 
 from tinykws.errors import TinyKWSError
-from tinykws.features import Normalization
+from tinykws.features.frontend import Normalization
 from tinykws.ir import interpret
 from tinykws.ir.graph import IntGraph
-from tinykws.ir.lower import lower
 from tinykws.models import build_model, model_config
 from tinykws.models.bcresnet import SubSpectralNorm
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 from tinykws.quant.model import ACTIVATIONS, RUNNERS, QuantModel
 
 LSB_TOLERANCE = 1.0 + 1e-4  # 1 LSB; the slack absorbs float32 rounding of the dequantized value
@@ -253,8 +253,8 @@ def test_models_that_keep_float_or_narrow_activations_do_not_lower():
 
 
 def test_an_already_folded_model_traces_to_the_same_steps():
-    from tinykws.quant.fold import fold_batchnorm
-    from tinykws.quant.trace import trace_steps
+    from tinykws.models.fold import fold_batchnorm
+    from tinykws.models.trace import trace_steps
 
     model = build_model(model_config("dscnn_s", 12, (49, 10)))
     plain = [(s.kind, s.activation) for s in trace_steps(model).steps]

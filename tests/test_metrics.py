@@ -18,7 +18,7 @@ from export_helpers import (
 from tinykws.cli import main
 from tinykws.ir import IntGraphBuilder, QuantParams, Weights
 from tinykws.ir.plan import no_scratch, plan_arena, tensor_bytes
-from tinykws.metrics import graph_metrics, model_metrics
+from tinykws.measure.metrics import graph_metrics, model_metrics
 
 
 def _residual_graph():
@@ -121,7 +121,7 @@ def test_narrow_weights_are_counted_packed(tone_corpus):
 
 
 def test_model_metrics_with_latency(tone_corpus, tmp_path):
-    from tinykws.latency import LatencyConfig
+    from tinykws.measure.latency import LatencyConfig
 
     path = save_quantized(tone_corpus, "dscnn", tmp_path / "q.safetensors")
     result = model_metrics(path, LatencyConfig(runs=3, warmup=1))
@@ -170,7 +170,7 @@ needs_emulator = pytest.mark.skipif(
 def test_metrics_show_the_emulated_cortex_m4_count(tone_corpus, tmp_path, capsys):
     """The C export records the count (mcu.json); metrics read it from --c-dir, or run the
     emulator on a temporary export with --mcu: the same count, shown beside the estimate."""
-    from tinykws.metrics_report import cortex_rows, mcu_op_rows
+    from tinykws.measure.metrics_report import cortex_rows, mcu_op_rows
 
     path = int8_graph(tone_corpus, "tinyconv").save(tmp_path / "graph.json")
     folder = tmp_path / "c"

@@ -141,7 +141,7 @@ def test_missing_model_is_one_line(tmp_path, capsys):
 
 
 def test_stages_default_to_the_tables_given():
-    from tinykws.recipe import parse
+    from tinykws.run.recipe import parse
 
     model = {"model": {"preset": "tinyconv"}}
     assert parse(model).stages == ("data", "train", "evaluate", "report")
@@ -153,7 +153,7 @@ def test_stages_default_to_the_tables_given():
 def test_shipped_recipes_parse():
     from pathlib import Path
 
-    from tinykws.recipe import load_recipe
+    from tinykws.run.recipe import load_recipe
 
     recipes = sorted((Path(__file__).parents[1] / "recipes").glob("*.toml"))
     assert {p.stem for p in recipes} >= {"demo", "real10"}

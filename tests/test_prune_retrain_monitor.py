@@ -29,7 +29,7 @@ def test_taylor_batch_size_and_monitor_reach_the_config():
 
 
 def _validation_loss(model, data) -> float:
-    from tinykws.train import predict_logits
+    from tinykws.train.loop import predict_logits
 
     logits = predict_logits(model, data.val_features, data.normalization, torch.device("cpu"))
     target = torch.from_numpy(np.asarray(data.val_labels))

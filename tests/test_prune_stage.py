@@ -11,8 +11,8 @@ from prune_helpers import one_thread  # noqa: F401
 from support import tone_run
 
 from tinykws.cli import main
-from tinykws.pipeline import Run
-from tinykws.predictor import load_predictor
+from tinykws.measure.predictors import load_predictor
+from tinykws.run.pipeline import Run
 
 MODEL = {"family": "dscnn", "first_filters": 12, "block_filters": [12, 12]}
 TRAIN = {"epochs": 3, "batch_size": 32, "augment": {"enabled": False}, "device": "cpu"}
@@ -39,7 +39,7 @@ def one_error_line(capsys) -> str:
 
 
 def test_stage_prunes_retrains_and_reports(trained_run, tmp_path):
-    from tinykws.prune.stage import report_section, stage_prune
+    from tinykws.run.stages.prune import report_section, stage_prune
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.dir, run_dir)

@@ -10,8 +10,8 @@ from tinykws.quant.workflow import lower_if_possible, score_backends
 
 def real_speech_data(root):
     from tinykws.data.speech_commands import DataConfig, load_dataset, load_waveforms
-    from tinykws.features import FrontEnd, Normalization, compute_features, frontend_config
-    from tinykws.train import TrainingData
+    from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.train.loop import TrainingData
 
     dataset = load_dataset(root, DataConfig(preset="real10", unknown_fraction=0.3))
     fe = FrontEnd(frontend_config("mfcc"))
@@ -38,7 +38,7 @@ def real_speech_data(root):
 def test_fake_quant_and_integer_graph_agree_on_real_speech(dev_data, tmp_path):
     from tinykws.data.augment import AugmentConfig
     from tinykws.models import build_model, model_config
-    from tinykws.train import TrainConfig, fit
+    from tinykws.train.loop import TrainConfig, fit
 
     data, n_classes = real_speech_data(dev_data)
     torch.manual_seed(0)

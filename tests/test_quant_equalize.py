@@ -22,7 +22,7 @@ from tinykws.quant.data import feature_batches
 from tinykws.quant.equalize import equalizable_pairs, equalize, input_ranges, scale_channels
 from tinykws.quant.model import QuantModel
 from tinykws.quant.workflow import lower_if_possible, score_backends
-from tinykws.train import predict_logits
+from tinykws.train.loop import predict_logits
 
 FAMILIES = {
     "dscnn": (SMALL_DSCNN, (49, 10), 5),  # first->dw, then dw->pw, pw->dw, ..., pw->linear

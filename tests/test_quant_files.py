@@ -12,8 +12,8 @@ from tinykws.checkpoint import load_checkpoint, save_checkpoint
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
 from tinykws.ir.graph import IntGraph
+from tinykws.measure.predictors import load_predictor
 from tinykws.models import build_model, model_config
-from tinykws.predictor import load_predictor
 from tinykws.quant import QuantConfig, QuantData, quantize
 from tinykws.quant.files import save_quantized
 from tinykws.quant.workflow import lower_if_possible

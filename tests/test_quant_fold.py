@@ -8,7 +8,7 @@ from quant_support import randomize_batchnorm
 from torch import nn
 
 from tinykws.models import build_model, model_config
-from tinykws.quant.fold import conv_bn_pairs, fold_batchnorm, folded_weight_bias
+from tinykws.models.fold import conv_bn_pairs, fold_batchnorm, folded_weight_bias
 
 FAMILIES = [
     ("tinyconv", (49, 40)),

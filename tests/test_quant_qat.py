@@ -81,7 +81,7 @@ def test_gradients_reach_weights_and_batchnorm_through_the_rounding():
 
 def test_bcresnet_trains_through_its_sub_band_weights_and_keeps_their_statistics():
     from tinykws.ir import interpret
-    from tinykws.ir.lower import lower
+    from tinykws.quant.lower import lower
 
     torch.manual_seed(0)
     spec = {"preset": "bcresnet1", "stage_blocks": [1, 1, 1, 1]}

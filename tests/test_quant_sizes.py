@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from quant_support import randomize_batchnorm
 
-from tinykws.features import Normalization
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import Normalization
 from tinykws.models import build_model, count_params, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 from tinykws.quant.sizes import (
     compression_ratio,
     float_memory,

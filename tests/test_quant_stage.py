@@ -11,8 +11,8 @@ from tinykws.checkpoint import load_checkpoint, save_checkpoint
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
 from tinykws.models import build_model, config_to_dict, model_config
-from tinykws.pipeline import Run, run_recipe
-from tinykws.quant.stage import report_section, stage_quantize
+from tinykws.run.pipeline import Run, run_recipe
+from tinykws.run.stages.quantize import report_section, stage_quantize
 
 MODEL = {"preset": "dscnn_s", "first_filters": 8, "block_filters": [12, 12]}
 

@@ -8,10 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from tinykws.features import Normalization
-from tinykws.ir.lower import lower
+from tinykws.features.frontend import Normalization
 from tinykws.models import build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
+from tinykws.quant.lower import lower
 from tinykws.quant.sizes import graph_memory, quantized_memory
 
 TINYCONV_WEIGHTS = (640, 16000)  # conv 8x1x10x8, linear 4 x 4000; 12 biases
@@ -48,7 +48,7 @@ def test_stored_and_ideal_weight_bytes(bits, stored):
 
 def test_size_table_shows_the_stored_width_and_why():
     from tinykws.quant.sizes import float_memory
-    from tinykws.quant.stage import _size_table
+    from tinykws.run.stages.quantize import _size_table
 
     quantized = _quantized(weight_bits=6)
     sizes = {

@@ -101,9 +101,9 @@ def test_asymmetric_model_is_scored_in_fake_quantization(asymmetric, tone):
 def test_asymmetric_model_is_not_lowered_or_exported(asymmetric, tone, tone_corpus, tmp_path):
     from export_helpers import checkpoint_meta
 
-    from tinykws.export.model_export import export_model
-    from tinykws.ir.lower import lower
     from tinykws.quant.files import load_quantized, save_quantized
+    from tinykws.quant.lower import lower
+    from tinykws.run.exporting import export_model
 
     model, quantized = asymmetric
     with pytest.raises(TinyKWSError, match="symmetric weights") as info:

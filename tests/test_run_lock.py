@@ -15,7 +15,7 @@ import pytest
 
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
-from tinykws.runlock import LOCK_FILE, run_lock
+from tinykws.run.lock import LOCK_FILE, run_lock
 
 RECIPE = """
 name = "locked"
@@ -38,7 +38,7 @@ enabled = false
 
 HOLDER = """
 import sys, time
-from tinykws.runlock import run_lock
+from tinykws.run.lock import run_lock
 with run_lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(60)
@@ -138,7 +138,7 @@ def test_two_runs_on_one_folder_one_refused_nothing_mixed(tmp_path, tone_corpus)
 
 def _resolved_recipe(path: Path, root) -> str:
     from tinykws.config import dump_toml, load_toml
-    from tinykws.recipe import parse
+    from tinykws.run.recipe import parse
 
     return dump_toml(parse(load_toml(path)).to_dict())
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tinykws import TinyKWSError
-from tinykws.audio import read_audio, to_int16, write_wav
 from tinykws.config import from_dict
 from tinykws.data import speech_commands as sc
+from tinykws.data.audio import read_audio, to_int16, write_wav
 from tinykws.data.layout import list_key, which_set
 from tinykws.data.speech_commands import (
     SILENCE,

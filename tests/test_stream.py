@@ -9,14 +9,14 @@ import pytest
 
 from tinykws.config import dump_toml, load_toml
 from tinykws.errors import TinyKWSError
-from tinykws.features import FrontEnd, frontend_config
-from tinykws.stream.config import StreamConfig
+from tinykws.features.frontend import FrontEnd, frontend_config
+from tinykws.features.incremental import StreamingFrontEnd
 from tinykws.stream.detector import StreamDetector, detect
-from tinykws.stream.frontend import StreamingFrontEnd
 from tinykws.stream.recognize import Recognizer, probabilities, smooth
 from tinykws.stream.score import read_truth, score_events
 from tinykws.stream.sweep import sweep_thresholds, threshold_for
 from tinykws.stream.testing import TINY_LABELS, tiny_predictor, tone_stream
+from tinykws.stream_config import StreamConfig
 
 
 def test_config_round_trips_and_rejects_bad_values(tmp_path):

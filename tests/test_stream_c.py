@@ -8,16 +8,16 @@ import pytest
 from c_support import needs_gcc
 from export_helpers import int8_graph
 
-from tinykws.audio import read_audio, write_wav
+from tinykws.data.audio import read_audio, write_wav
 from tinykws.export.c import export_c
+from tinykws.features.incremental import StreamingFrontEnd
 from tinykws.ir import interpret
 from tinykws.ir.kernels import quantize_f32_s8
 from tinykws.quant.files import GraphPredictor
-from tinykws.stream.config import StreamConfig
 from tinykws.stream.detector import detect
-from tinykws.stream.frontend import StreamingFrontEnd
 from tinykws.stream.native import build_kws_stream, read_trace, run_kws_stream
 from tinykws.stream.testing import tiny_graph, tone_stream
+from tinykws.stream_config import StreamConfig
 
 pytestmark = needs_gcc
 
@@ -30,7 +30,7 @@ def rounded(events) -> list[tuple]:
 def python_inputs(graph, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
     """The int8 network input of the window ending at each time, as the Python detector makes
     it (incremental front end, normalisation, the graph's input quantization)."""
-    from tinykws.predictor import frontend, normalization
+    from tinykws.measure.predictors import frontend, normalization
 
     meta = graph.metadata
     stream = StreamingFrontEnd(frontend(meta))

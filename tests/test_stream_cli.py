@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tinykws.audio import read_audio, write_wav
 from tinykws.cli import main
-from tinykws.predictor import load_predictor
-from tinykws.stream.config import StreamConfig
+from tinykws.data.audio import read_audio, write_wav
+from tinykws.measure.predictors import load_predictor
 from tinykws.stream.detector import detect
 from tinykws.stream.score import read_truth
 from tinykws.stream.testing import tiny_graph, tone_stream
+from tinykws.stream_config import StreamConfig
 
 
 def one_error_line(capsys) -> str:
@@ -56,7 +56,7 @@ def test_stream_prints_events_and_scores_them(tiny_files, tmp_path, capsys):
 
 
 def test_stream_resamples_other_rates(tiny_files, tmp_path, capsys):
-    from tinykws.audio import resample
+    from tinykws.data.audio import resample
 
     model, wav, _ = tiny_files
     path = tmp_path / "8k.wav"
@@ -134,7 +134,7 @@ def exported(tone_corpus, tmp_path_factory):
     from export_helpers import checkpoint_meta, quantized_model, tone_data, trained_model
 
     from tinykws.config import to_dict
-    from tinykws.features import frontend_config
+    from tinykws.features.frontend import frontend_config
     from tinykws.quant.files import save_quantized
     from tinykws.quant.workflow import lower_if_possible
 
@@ -184,8 +184,8 @@ def test_every_backend_streams(exported, tone_corpus, tmp_path):
 def test_stream_stage_in_a_recipe(tone_corpus, tmp_path):
     from support import tone_run
 
-    from tinykws.pipeline import run_recipe
-    from tinykws.recipe import parse
+    from tinykws.run.pipeline import run_recipe
+    from tinykws.run.recipe import parse
 
     model = {"family": "tinyconv", "filters": 6}
     recipe, run_dir = tone_run(tone_corpus, tmp_path, "micro", model, {"epochs": 2})

@@ -20,11 +20,11 @@ import tflite
 from export_helpers import LOWERABLE, int8_graph, nhwc, tone_data
 from tflite_micro.python.tflite_micro import runtime as tflm
 
-from tinykws.export.runtimes import TFLiteMicroRunner
 from tinykws.export.tflite import export_tflite, tflite_bytes
 from tinykws.ir import IntGraphBuilder, QuantParams, Weights, interpret
 from tinykws.ir.kernels import quantize_f32_s8
 from tinykws.ir.transform import with_io_dtype
+from tinykws.measure.runtimes import TFLiteMicroRunner
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_file_with_float_io_and_metadata_runs_in_tflite_micro(tone, tone_corpus)
 
 
 def test_tflite_micro_backend_predicts_as_the_graph(tone, tone_corpus, tmp_path):
-    from tinykws.export.runtimes import load_tflite_predictor
+    from tinykws.measure.runtimes import load_tflite_predictor
 
     graph = int8_graph(tone_corpus, "tinyconv")
     path = export_tflite(graph, tmp_path / "q.tflite", io_dtype="int8", metadata=tone.meta)

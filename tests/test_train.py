@@ -14,7 +14,7 @@ from tinykws.config import to_dict
 from tinykws.data.augment import AugmentConfig
 from tinykws.errors import TinyKWSError
 from tinykws.models import MODEL_PRESETS, build_model, model_config
-from tinykws.train import TrainConfig, fit
+from tinykws.train.loop import TrainConfig, fit
 
 # Each family with the front end of the study it comes from.
 FAMILY_PRESETS = {
@@ -67,7 +67,7 @@ def test_training_learns_the_tone_corpus(tone_data, tmp_path):
 
 
 def test_resumed_training_equals_uninterrupted_training(tone_data, tmp_path, monkeypatch):
-    import tinykws.train as train_module
+    import tinykws.train.loop as train_module
 
     shape = tone_data.frontend.output_shape
     cfg = TrainConfig(epochs=3, batch_size=32, augment=AugmentConfig(enabled=False))

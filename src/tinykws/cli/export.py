@@ -155,7 +155,7 @@ example:
 
 
 def export_verb(args) -> int:
-    from tinykws.export.model_export import ExportOptions, export_model
+    from tinykws.run.exporting import ExportOptions, export_model
 
     options = ExportOptions(
         io_dtype=args.io,
@@ -174,9 +174,9 @@ def export_verb(args) -> int:
 
 def metrics_verb(args) -> int:
     from tinykws.io import write_json
-    from tinykws.latency import LatencyConfig
-    from tinykws.metrics import model_metrics
-    from tinykws.metrics_report import print_metrics
+    from tinykws.measure.latency import LatencyConfig
+    from tinykws.measure.metrics import model_metrics
+    from tinykws.measure.metrics_report import print_metrics
 
     latency = None if args.no_latency else LatencyConfig(runs=args.runs, threads=args.threads)
     result = model_metrics(args.model, latency, args.c_dir, mcu=args.mcu)
@@ -187,7 +187,7 @@ def metrics_verb(args) -> int:
 
 
 def check_verb(args) -> int:
-    from tinykws.check import CheckConfig, check_run, failure, print_rows
+    from tinykws.measure.check import CheckConfig, check_run, failure, print_rows
 
     config = CheckConfig(
         min_accuracy=args.min_accuracy,

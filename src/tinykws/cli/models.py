@@ -12,7 +12,7 @@ List the model families and presets with their parameters and MACs, or print one
 layers (output shape, parameters, MACs per layer).
 
 Each preset is shown at the input shape and class count it was published with (the front end
-column names the `tinykws.features` preset that produces that shape); --input and --classes
+column names the `tinykws.features.frontend` preset that produces that shape); --input and --classes
 change them.
 
 Examples:

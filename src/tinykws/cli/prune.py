@@ -137,8 +137,8 @@ def _add_taylor_options(p) -> None:
 
 def prune_verb(args) -> int:
     from tinykws.errors import TinyKWSError
-    from tinykws.predictor import resolve_model_path
-    from tinykws.prune.stage import load_model
+    from tinykws.measure.predictors import resolve_model_path
+    from tinykws.run.stages.prune import load_model
 
     sweeping = bool(args.amounts)
     model, meta = load_model(resolve_model_path(args.model))
@@ -167,8 +167,8 @@ def prune_config(args, sweeping: bool, meta: dict):
     defaults to the augmentation and `_unknown_` weight of the model's training (`meta`)."""
     from tinykws.data.augment_config import AugmentConfig
     from tinykws.prune.config import PruneConfig, SweepConfig, TaylorConfig
-    from tinykws.train import TrainConfig
-    from tinykws.train_state import recorded_training
+    from tinykws.train.loop import TrainConfig
+    from tinykws.train.state import recorded_training
 
     augment, unknown_weight = recorded_training(meta)
     if args.no_augment:
@@ -216,9 +216,9 @@ def prune_config(args, sweeping: bool, meta: dict):
 
 def run_prune(model, meta, cfg, data, out: Path) -> int:
     from tinykws.checkpoint import save_checkpoint
-    from tinykws.predictor import check_model_meta
+    from tinykws.measure.predictors import check_model_meta
     from tinykws.prune import prune
-    from tinykws.prune.stage import pruned_meta
+    from tinykws.run.stages.prune import pruned_meta
 
     pruned, report = prune(model, cfg, data)
     meta = pruned_meta(meta, pruned, report, cfg)

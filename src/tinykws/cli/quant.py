@@ -201,7 +201,7 @@ def _format(key: str, value) -> str:
 
 def compare_verb(args) -> int:
     from tinykws.io import write_json
-    from tinykws.quant.compare import compare, print_comparison
+    from tinykws.measure.compare import compare, print_comparison
 
     result = compare(
         args.model_a,

@@ -46,7 +46,7 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    from tinykws.stream.config import StreamConfig
+    from tinykws.stream_config import StreamConfig
 
     names = ("threshold", "hop_ms", "window_ms", "suppression_ms", "minimum_count")
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
@@ -55,7 +55,7 @@ def _config(args):
 
 def stream_verb(args) -> int:
     from tinykws.errors import TinyKWSError
-    from tinykws.predictor import load_predictor
+    from tinykws.measure.predictors import load_predictor
 
     config = _config(args)
     if args.live == bool(args.audio):

@@ -121,8 +121,8 @@ example:
 
 def run_recipe_verb(args) -> int:
     from tinykws.config import load_toml
-    from tinykws.pipeline import run_recipe
-    from tinykws.recipe import parse
+    from tinykws.run.pipeline import run_recipe
+    from tinykws.run.recipe import parse
 
     raw = load_toml(args.recipe)
     if args.data:
@@ -155,8 +155,8 @@ def default_run_dir(name: str) -> Path:
 
 def train_verb(args) -> int:
     from tinykws.config import load_toml
-    from tinykws.pipeline import run_recipe
-    from tinykws.recipe import parse
+    from tinykws.run.pipeline import run_recipe
+    from tinykws.run.recipe import parse
 
     raw = load_toml(args.recipe) if args.recipe else {"name": Path(args.out).name}
     raw["stages"] = ["data", "train", "evaluate", "report"]
@@ -183,10 +183,10 @@ def train_verb(args) -> int:
 
 
 def evaluate_verb(args) -> int:
-    from tinykws.evaluate import evaluate, load_eval_data, print_report
     from tinykws.io import write_json
-    from tinykws.predictor import default_backend, load_predictor
-    from tinykws.report.plots import plot_confusion
+    from tinykws.measure.predictors import default_backend, load_predictor
+    from tinykws.plots import plot_confusion
+    from tinykws.train.evaluate import evaluate, load_eval_data, print_report
 
     backend = default_backend(args.model) if args.backend == "auto" else args.backend
     predictor = load_predictor(args.model, backend=backend)
@@ -202,7 +202,7 @@ def evaluate_verb(args) -> int:
 
 
 def predict_verb(args) -> int:
-    from tinykws.predict import predict_files, print_predictions
+    from tinykws.measure.predict import predict_files, print_predictions
 
     results = predict_files(args.model, args.clips, top_k=args.top_k, backend=args.backend)
     if args.json:

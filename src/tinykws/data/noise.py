@@ -19,8 +19,8 @@ from functools import partial
 
 import numpy as np
 
-from tinykws.audio import SAMPLE_RATE_HZ, write_wav
 from tinykws.data import tts
+from tinykws.data.audio import SAMPLE_RATE_HZ, write_wav
 
 NOISE_PEAK = 0.5
 BABBLE_STREAMS = 6

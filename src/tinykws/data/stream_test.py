@@ -120,7 +120,7 @@ def _starts(n_words: int, n_samples: int, rng) -> list[int]:
 
 def _noise_bed(noise_files: list[str], config: StreamTestConfig, n_samples: int, rng):
     """Random segments of the split's region of the background recordings, at NOISE_RMS."""
-    from tinykws.audio import read_audio
+    from tinykws.data.audio import read_audio
     from tinykws.data.speech_commands import SILENCE_REGIONS
 
     if not noise_files:
@@ -185,7 +185,7 @@ def write_stream_test(out, root, config: StreamTestConfig):
     """Write OUT.wav (16-bit mono, 16 kHz) and OUT.csv (its truth); returns both paths."""
     from pathlib import Path
 
-    from tinykws.audio import write_wav
+    from tinykws.data.audio import write_wav
 
     out = Path(out)
     wav = out if out.suffix.lower() == ".wav" else out.with_name(out.name + ".wav")

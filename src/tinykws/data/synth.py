@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinykws.audio import CLIP_SAMPLES, SAMPLE_RATE_HZ, to_int16, write_wav
 from tinykws.config import check_range, to_dict
 from tinykws.data import tts
+from tinykws.data.audio import CLIP_SAMPLES, SAMPLE_RATE_HZ, to_int16, write_wav
 from tinykws.data.layout import BACKGROUND, TESTING_LIST, VALIDATION_LIST, WORDS, which_set
 from tinykws.data.noise import NOISES, NoiseJob, render_noise
 from tinykws.errors import TinyKWSError

@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from tinykws.audio import SAMPLE_RATE_HZ, resample
+from tinykws.data.audio import SAMPLE_RATE_HZ, resample
 from tinykws.errors import TinyKWSError
 from tinykws.log import logger
 

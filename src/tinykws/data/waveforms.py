@@ -1,7 +1,7 @@
 """Decoding clips into 1 s, 16 kHz waveforms, in parallel and cached on disk.
 
 `load_waveforms(clips, cache_dir)` returns int16 (N, 16000): every clip read, resampled, mixed to
-mono and centred (`tinykws.audio.load_clip`); a silence clip is its segment of a background
+mono and centred (`tinykws.data.audio.load_clip`); a silence clip is its segment of a background
 recording times its gain. The array is cached as a memory-mapped .npy keyed by the clips' paths,
 sizes and modification times, so a changed file gives a new cache entry.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinykws.audio import CLIP_SAMPLES, pad_or_trim, read_audio, to_int16
 from tinykws.cache import cached_array, content_key
+from tinykws.data.audio import CLIP_SAMPLES, pad_or_trim, read_audio, to_int16
 from tinykws.data.layout import BACKGROUND
 from tinykws.progress import track
 

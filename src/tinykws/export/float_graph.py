@@ -1,10 +1,10 @@
 """Lower a float PyTorch model to a float32 IntGraph (for float .tflite files and float metrics).
 
-The model is traced exactly as for quantization (`tinykws.quant.trace`): BatchNorms fold into
+The model is traced exactly as for quantization (`tinykws.models.trace`): BatchNorms fold into
 the conv or linear layer before them, ReLU / ReLU6 fuse into the op before them, a ZeroPad2d
 joins the conv after it. Each step then becomes one float32 op with the same NHWC layout and
-weight layouts as `tinykws.ir.lower` gives the int8 graph, so float and int8 files of one model
-have the same structure (BC-ResNet's SubSpectralNorm and SiLU as `tinykws.ir.lower` describes).
+weight layouts as `tinykws.quant.lower` gives the int8 graph, so float and int8 files of one model
+have the same structure (BC-ResNet's SubSpectralNorm and SiLU as `tinykws.quant.lower` describes).
 A layer with no op is refused with one line naming it.
 
 Example:
@@ -23,7 +23,7 @@ import numpy as np
 from tinykws.errors import TinyKWSError
 from tinykws.ir.builder import IntGraphBuilder, Weights
 from tinykws.ir.graph import IntGraph
-from tinykws.ir.lower import (  # shape-only steps and conv options are the same in float
+from tinykws.quant.lower import (  # shape-only steps and conv options are the same in float
     NHWC_AXIS,
     _dropout,
     _pad,

@@ -24,7 +24,7 @@ Example:
     >>> model = build_model(model_config("tinyconv", 4, (49, 40))).eval()
     >>> quantized = quantize_dynamic(model, QuantConfig(method="dynamic"))
     >>> data = dynamic_tflite_bytes(quantized.module)
-    >>> from tinykws.export.runtimes import TFLiteRunner
+    >>> from tinykws.measure.runtimes import TFLiteRunner
     >>> import numpy as np
     >>> TFLiteRunner(data).run(np.zeros((1, 49, 40, 1), np.float32)).shape
     (1, 4)

@@ -90,7 +90,7 @@ class Preset:
     Attributes:
         family: key of `FAMILIES`.
         settings: config fields that differ from the family's defaults.
-        frontend: the `tinykws.features` preset it was designed for.
+        frontend: the `tinykws.features.frontend` preset it was designed for.
         description: one line for `tinykws models`.
     """
 

@@ -21,7 +21,7 @@ Differences from the reference code (github.com/Qualcomm-AI-research/bcresnet): 
 the classifier's depthwise conv is VALID in time too (the reference pads time by 2) so it
 lowers to one VALID DEPTHWISE_CONV_2D; the last layer is a Linear after the average.
 
-How it lowers to the integer graph (`tinykws.ir.lower`):
+How it lowers to the integer graph (`tinykws.quant.lower`):
 - the frequency-depthwise conv and its SubSpectralNorm fold into one set of depthwise weights
   per sub-band (the norm's scale changes along the bins, so it cannot fold into one conv): a
   SLICE of the bins each band reads, a DEPTHWISE_CONV_2D per band, one CONCATENATION;

@@ -67,7 +67,7 @@ def prune(model, config: PruneConfig, data=None, work_dir: str | Path | None = N
     Args:
         model: a trained tinykws model (left unchanged).
         config: a `PruneConfig`.
-        data: a `tinykws.train.TrainingData`; needed by taylor and gradual, and for retraining
+        data: a `tinykws.train.loop.TrainingData`; needed by taylor and gradual, and for retraining
             (`config.retrain`, when `config.retrain_enabled`) and accuracy figures.
         work_dir: where retraining writes checkpoints (resumable); a temporary folder if None.
             With `config.retrain.distill_weight` > 0 the unpruned `model` teaches the pruned one.

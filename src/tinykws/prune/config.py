@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from tinykws.config import check_choice, check_range
 from tinykws.data.augment import AugmentConfig
 from tinykws.errors import TinyKWSError
-from tinykws.train import TrainConfig
+from tinykws.train.loop import TrainConfig
 
 METHODS = ("taylor", "l1", "l2", "linf", "magnitude", "gradual")
 NORM_METHODS = ("l1", "l2", "linf")

@@ -15,8 +15,8 @@ def training_data_for(meta: dict, root: str | os.PathLike, cache_dir=None):
     Raises:
         TinyKWSError: a missing or wrong folder, or labels that differ from the model's.
     """
-    from tinykws.predictor import frontend, model_dataset, normalization
-    from tinykws.train import load_training_data
+    from tinykws.measure.predictors import frontend, model_dataset, normalization
+    from tinykws.train.loop import load_training_data
 
     dataset = model_dataset(meta, root)
     return load_training_data(dataset, frontend(meta), normalization(meta), cache_dir)

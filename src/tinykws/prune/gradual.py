@@ -8,7 +8,7 @@ The sparsity target follows TF-MOT's `PolynomialDecay`:
 and masks are recomputed only on pruning steps, i.e. when begin_step <= step <= end_step and
 (step - begin_step) % frequency == 0. Steps count training mini-batches from 0.
 
-`GradualPruner` plugs into any training loop, `tinykws.train.fit` included, without a callback
+`GradualPruner` plugs into any training loop, `tinykws.train.loop.fit` included, without a callback
 API: it attaches magnitude masks (`tinykws.prune.unstructured`) and a forward pre-hook that counts
 forward passes in training mode (one per optimizer step) and updates the masks on pruning steps.
 Evaluation passes (eval mode) do not count. Masks rank the *masked* weights, so a weight once
@@ -152,7 +152,7 @@ def gradual_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[n
 def _resumed_epochs(work: Path | None) -> int:
     """Epochs already trained in `work` by an interrupted run (0 when starting afresh)."""
     from tinykws.checkpoint import load_checkpoint
-    from tinykws.train_state import LAST
+    from tinykws.train.state import LAST
 
     if work is None or not (work / LAST).is_file():
         return 0

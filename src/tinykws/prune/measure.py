@@ -58,7 +58,7 @@ def torch_latency_ms(model: nn.Module, runs: int = 50, warmup: int = 5) -> float
 
 def validation_accuracy(model: nn.Module, data) -> float:
     """Accuracy on `data.val_features` / `data.val_labels` (a `TrainingData`); NaN if empty."""
-    from tinykws.train import predict_logits
+    from tinykws.train.loop import predict_logits
 
     if len(data.val_labels) == 0:
         return float("nan")

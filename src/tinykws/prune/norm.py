@@ -163,7 +163,7 @@ def plot_sweep(result: dict, out_png) -> None:
     """Accuracy vs non-zero parameters, vs MACs, vs batch-1 latency; without and with fine-tuning
     on each panel, the unpruned model as a star."""
     from tinykws.io import save_figure
-    from tinykws.report.plots import pyplot
+    from tinykws.plots import pyplot
 
     plt = pyplot()
     rows, base = result["rows"], result["baseline"]

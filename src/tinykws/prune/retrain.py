@@ -1,6 +1,6 @@
 """Retraining a pruned network with the training stage's `fit`.
 
-`retrain` runs `tinykws.train.fit` on the pruned model (checkpoints, resume and history as in
+`retrain` runs `tinykws.train.loop.fit` on the pruned model (checkpoints, resume and history as in
 training) in a work folder; `keep="last"` returns the final weights instead of the best ones,
 which gradual pruning needs (its sparsity is highest at the end). `fresh_work_dir` empties a
 work folder left by a run with different settings, so a resumed retraining never continues
@@ -29,8 +29,8 @@ def retrain(
 
     Args:
         model: the pruned model (masks, if any, stay attached).
-        data: a `tinykws.train.TrainingData`.
-        cfg: a `tinykws.train.TrainConfig`.
+        data: a `tinykws.train.loop.TrainingData`.
+        cfg: a `tinykws.train.loop.TrainConfig`.
         work_dir: where fit writes best/last checkpoints and history.json (resumable); a
             temporary folder when None.
         keep: "best" (the epoch `cfg.monitor` ranks first: the highest validation accuracy,
@@ -38,8 +38,8 @@ def retrain(
             last epoch).
         teacher: the unpruned model, distilled into `model` when `cfg.distill_weight` > 0.
     """
-    from tinykws.train import fit
-    from tinykws.train_state import LAST
+    from tinykws.train.loop import fit
+    from tinykws.train.state import LAST
 
     with _work_dir(work_dir) as out, _single_process():
         history = fit(model, data, cfg, out, teacher=teacher)

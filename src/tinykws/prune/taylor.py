@@ -149,7 +149,7 @@ class TaylorPrunable(nn.Module):
 
 @dataclass
 class _BatchSource:
-    """Endless shuffled training mini-batches, read the way `tinykws.train` reads them."""
+    """Endless shuffled training mini-batches, read the way `tinykws.train.loop` reads them."""
 
     data: object
     cfg: object  # a TrainConfig (for its augment settings)
@@ -159,7 +159,7 @@ class _BatchSource:
     seed: int
 
     def __iter__(self):
-        from tinykws.train import training_inputs
+        from tinykws.train.loop import training_inputs
 
         gen = torch.Generator().manual_seed(self.seed)
         n, epoch = len(self.data.train_labels), 0
@@ -175,7 +175,7 @@ class _BatchSource:
 
 def _batch_source(data, cfg, device) -> _BatchSource:
     from tinykws.data.augment import AugmentConfig
-    from tinykws.train import TrainConfig
+    from tinykws.train.loop import TrainConfig
 
     train_cfg = TrainConfig(augment=AugmentConfig(enabled=cfg.augment))
     noise = torch.from_numpy(np.asarray(data.noise, dtype=np.float32))
@@ -193,7 +193,7 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
     from tinykws.models import count_macs
     from tinykws.progress import track
     from tinykws.prune.measure import validation_accuracy
-    from tinykws.train import pick_device
+    from tinykws.train.loop import pick_device
 
     if data is None:
         raise TinyKWSError("Taylor pruning fine-tunes while it scores; give it training data")
@@ -256,7 +256,7 @@ def plot_taylor_progress(history: dict, out_png, minibatches: int) -> None:
     """MATLAB's three panels: mini-batch loss while fine-tuning, validation accuracy after each
     pruning iteration, and prunable filters left."""
     from tinykws.io import save_figure
-    from tinykws.report.plots import pyplot
+    from tinykws.plots import pyplot
 
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))

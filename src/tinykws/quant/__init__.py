@@ -1,5 +1,5 @@
 """Quantization to 2-8 bits: post-training (ptq), dynamic range (dynamic) and quantization-aware
-training (qat), each producing a fake-quantized PyTorch model that `tinykws.ir.lower` turns into
+training (qat), each producing a fake-quantized PyTorch model that `tinykws.quant.lower` turns into
 the integer graph.
 
     model (float) --fold BN--> trace into steps --observers--> fake-quant model --lower--> IntGraph
@@ -42,7 +42,7 @@ class QATConfig:
 
     Attributes:
         epochs: fine-tuning epochs with fake quantization in the forward pass.
-        lr, optimizer, momentum, weight_decay, batch_size: as in `tinykws.train.TrainConfig`
+        lr, optimizer, momentum, weight_decay, batch_size: as in `tinykws.train.loop.TrainConfig`
             (the learning rate follows a cosine schedule over the epochs).
         freeze_bn_epoch: from this epoch (0-based) on, BatchNorm uses its running statistics,
             which stop updating, so the network trains exactly as it will be folded. By default
@@ -60,7 +60,7 @@ class QATConfig:
             default the augmentation the model was trained with, as its checkpoint records it
             (none when it records none).
         unknown_weight: multiplies the loss weight of `_unknown_`; by default the model's
-            training value (`tinykws.train.TrainConfig.unknown_weight`), else 1.
+            training value (`tinykws.train.loop.TrainConfig.unknown_weight`), else 1.
     """
 
     epochs: int = 6
@@ -198,8 +198,8 @@ class QuantData:
 
     Attributes:
         calibration: float32 (N, frames, bins) un-normalised features of the calibration clips.
-        normalization: the model's per-bin `tinykws.features.Normalization`.
-        training: `tinykws.train.TrainingData` for QAT (training and validation splits).
+        normalization: the model's per-bin `tinykws.features.frontend.Normalization`.
+        training: `tinykws.train.loop.TrainingData` for QAT (training and validation splits).
     """
 
     calibration: Any

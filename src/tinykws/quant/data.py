@@ -2,7 +2,7 @@
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.features import Normalization
+    >>> from tinykws.features.frontend import Normalization
     >>> norm = Normalization(mean=(1.0, 1.0), std=(2.0, 2.0))
     >>> [b.shape for b in feature_batches(np.ones((5, 3, 2), np.float32), norm, batch_size=4)]
     [torch.Size([4, 1, 3, 2]), torch.Size([1, 1, 3, 2])]
@@ -70,7 +70,7 @@ def calibration_clips(dataset, config) -> list:
 def calibration_features(dataset, frontend, config, cache_dir=None) -> np.ndarray:
     """Features of the calibration clips (`calibration_clips`) of the calibration split."""
     from tinykws.data.speech_commands import load_waveforms, waveforms_key
-    from tinykws.features import cached_features
+    from tinykws.features.frontend import cached_features
 
     clips = calibration_clips(dataset, config)
     if not clips:
@@ -85,9 +85,9 @@ def calibration_features(dataset, frontend, config, cache_dir=None) -> np.ndarra
 def quant_data_for(meta: dict, root: str | Path, config, need_training: bool, cache_dir=None):
     """`QuantData` for a model (its metadata) and a dataset folder: the calibration set, and the
     training data when `need_training` (QAT)."""
-    from tinykws.predictor import frontend, model_dataset, normalization
+    from tinykws.measure.predictors import frontend, model_dataset, normalization
     from tinykws.quant import QuantData
-    from tinykws.train import load_training_data
+    from tinykws.train.loop import load_training_data
 
     dataset = model_dataset(meta, root)
     fe, norm = frontend(meta), normalization(meta)

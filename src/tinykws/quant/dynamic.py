@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinykws.quant.fold import fold_batchnorm
+from tinykws.models.fold import fold_batchnorm
 from tinykws.quant.model import QuantizedModel, WeightQuant
 
 QUANTIZED_LAYERS = (nn.Conv2d, nn.Linear)

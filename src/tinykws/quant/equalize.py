@@ -19,8 +19,8 @@ scale-invariant), or is normalized again (BC-ResNet's SubSpectralNorm).
 Example:
     >>> import torch
     >>> from tinykws.models import build_model, model_config
-    >>> from tinykws.quant.fold import fold_batchnorm
-    >>> from tinykws.quant.trace import trace_steps
+    >>> from tinykws.models.fold import fold_batchnorm
+    >>> from tinykws.models.trace import trace_steps
     >>> model = fold_batchnorm(build_model(model_config("dscnn_s", 12, (49, 10))))
     >>> x = torch.randn(2, 1, 49, 10)
     >>> before = model(x)
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from tinykws.quant.trace import WEIGHTED, Step, Trace
+from tinykws.models.trace import WEIGHTED, Step, Trace
 
 # Steps that act on each channel alone and commute with a positive per-channel scale.
 CHANNELWISE = ("max_pool", "avg_pool", "mean", "dropout", "pad", "flatten")

@@ -8,7 +8,7 @@ A quantized model is saved as
 - ``NAME.json`` + ``NAME.npz``: the lowered integer graph (`tinykws.ir.graph`), whose metadata
   repeats labels, front end and normalisation so it is usable alone.
 
-`tinykws.predictor.load_predictor` reads both (through its `LOADERS` table): a quantized
+`tinykws.measure.predictors.load_predictor` reads both (through its `LOADERS` table): a quantized
 checkpoint loads with backend "torch" (the float weights it was quantized from), "fakequant" or
 "int" (the integer graph beside it, or one lowered on the spot); a graph file loads with backend
 "int". Loading never executes code from the files.
@@ -102,7 +102,7 @@ class QuantPredictor:
         return self.quantized.module if self.backend == "fakequant" else None
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.predictor import normalization
+        from tinykws.measure.predictors import normalization
 
         return backend_logits(
             self.quantized, self.graph, features, normalization(self.meta), self.backend
@@ -121,18 +121,18 @@ class GraphPredictor:
         return tuple(self.meta["labels"])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.predictor import normalization
+        from tinykws.measure.predictors import normalization
 
         return graph_logits(self.graph, features, normalization(self.meta))
 
 
 def backend_logits(quantized, graph, features, normalization, backend: str) -> np.ndarray:
     """float32 (N, classes) logits of un-normalised features (N, frames, bins) by `backend`."""
-    from tinykws.train import predict_logits
+    from tinykws.train.loop import predict_logits
 
     if backend == "int":
         if graph is None:
-            from tinykws.ir.lower import lower
+            from tinykws.quant.lower import lower
 
             graph = lower(quantized)
         return graph_logits(graph, features, normalization)
@@ -164,7 +164,7 @@ def load_checkpoint_predictor(path: Path, backend: str = "torch"):
     """A quantized checkpoint as `QuantPredictor`; a float one through the float loader."""
     from tinykws.checkpoint import load_checkpoint
     from tinykws.ir.graph import IntGraph
-    from tinykws.predictor import load_torch
+    from tinykws.measure.predictors import load_torch
 
     tensors, meta = load_checkpoint(path)
     if "quant" not in meta:

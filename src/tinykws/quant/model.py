@@ -1,4 +1,4 @@
-"""The fake-quantized model: a float model run step by step (see `tinykws.quant.trace`), with
+"""The fake-quantized model: a float model run step by step (see `tinykws.models.trace`), with
 every tensor the integer graph holds rounded onto its grid.
 
 `QuantModel.mode` says what a forward pass does:
@@ -39,6 +39,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinykws.errors import TinyKWSError
+from tinykws.models.fold import (
+    band_select,
+    bn_factor,
+    fold_into,
+    folded_weight_bias,
+    replace_module,
+    subspectral_weight_bias,
+)
+from tinykws.models.trace import WEIGHTED, Step, Trace, trace_steps
 from tinykws.quant import requant
 from tinykws.quant.fake import (
     activation_qrange,
@@ -49,16 +58,7 @@ from tinykws.quant.fake import (
     fake_quantize_bias,
     quantize_bias,
 )
-from tinykws.quant.fold import (
-    band_select,
-    bn_factor,
-    fold_into,
-    folded_weight_bias,
-    replace_module,
-    subspectral_weight_bias,
-)
 from tinykws.quant.observers import make_activation_observer
-from tinykws.quant.trace import WEIGHTED, Step, Trace, trace_steps
 from tinykws.quant.weight_quant import WeightQuant
 
 OWN_QPARAMS = (*WEIGHTED, "mean", "add", "silu")
@@ -385,7 +385,7 @@ class QuantizedModel:
 
     @property
     def lowerable(self) -> bool:
-        """True when `tinykws.ir.lower.lower` accepts this model."""
+        """True when `tinykws.quant.lower.lower` accepts this model."""
         return (
             isinstance(self.module, QuantModel)
             and self.config.activation_bits == 8

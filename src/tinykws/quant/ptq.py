@@ -5,7 +5,7 @@ float network with the configured observer; weight scales from the folded weight
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.features import Normalization
+    >>> from tinykws.features.frontend import Normalization
     >>> from tinykws.models import build_model, model_config
     >>> from tinykws.quant import QuantConfig, QuantData
     >>> model = build_model(model_config("tinyconv", 4, (49, 40)))

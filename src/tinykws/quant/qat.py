@@ -37,7 +37,7 @@ from tinykws.quant.observers import MovingAverageObserver
 
 def quantize_qat(model, config, data) -> QuantizedModel:
     """Calibrate, fine-tune with fake quantization, convert. `data.training` is required."""
-    from tinykws.train import pick_device
+    from tinykws.train.loop import pick_device
 
     if data is None or data.training is None:
         raise TinyKWSError("quantize: method 'qat' needs training data (a dataset folder)")
@@ -65,9 +65,9 @@ def quantize_qat(model, config, data) -> QuantizedModel:
 
 def as_trained(qcfg, meta: dict):
     """`qcfg` with an unset `augment` and `unknown_weight` filled from the "train" record of a
-    checkpoint's metadata (how `tinykws.train.fit` trained it); without one, no augmentation
+    checkpoint's metadata (how `tinykws.train.loop.fit` trained it); without one, no augmentation
     and weight 1."""
-    from tinykws.train_state import recorded_training
+    from tinykws.train.state import recorded_training
 
     augment, unknown_weight = recorded_training(meta)
     if qcfg.augment is not None:
@@ -79,7 +79,7 @@ def as_trained(qcfg, meta: dict):
 
 def fine_tune(module: QuantModel, training, qcfg, device, weight_bits: int = 8) -> dict:
     """Train `module` in place; leave it holding the epoch with the best validation accuracy."""
-    from tinykws.train import OPTIMIZERS, SCHEDULES
+    from tinykws.train.loop import OPTIMIZERS, SCHEDULES
 
     optimizer = OPTIMIZERS[qcfg.optimizer](module.parameters(), qcfg)
     steps = math.ceil(len(training.train_labels) / qcfg.batch_size)
@@ -111,7 +111,7 @@ def fine_tune(module: QuantModel, training, qcfg, device, weight_bits: int = 8) 
 
 
 class _BatchSource:
-    """Training batches as `tinykws.train` makes them (augmented when enabled)."""
+    """Training batches as `tinykws.train.loop` makes them (augmented when enabled)."""
 
     def __init__(self, training, qcfg, device) -> None:
         qcfg = as_trained(qcfg, {})
@@ -124,7 +124,7 @@ class _BatchSource:
         self.weights = torch.from_numpy(weights).to(device)
 
     def batches(self, epoch: int):
-        from tinykws.train import training_inputs
+        from tinykws.train.loop import training_inputs
 
         order = np.random.default_rng([self.qcfg.seed, epoch]).permutation(
             len(self.training.train_labels)
@@ -157,7 +157,7 @@ def _train_epoch(module: QuantModel, source: _BatchSource, optimizer, scheduler,
 
 def validation_accuracy(module, training, device) -> float:
     """Top-1 accuracy of `module` (eval mode) on the validation features."""
-    from tinykws.train import predict_logits
+    from tinykws.train.loop import predict_logits
 
     if len(training.val_labels) == 0:
         return float("nan")

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 from tinykws.ir import fixedpoint as fp
 from tinykws.ir.params import ADD_LEFT_SHIFT
+from tinykws.models.fold import band_select
 from tinykws.quant.fake import requantize_steps, round_half_away
-from tinykws.quant.fold import band_select
 
 
 def output_steps(qm, step, ndim: int) -> torch.Tensor:

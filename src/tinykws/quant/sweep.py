@@ -126,7 +126,7 @@ def _csv(value) -> str:
 def plot_sweep(rows: list[dict], float_accuracy: float, out_png) -> None:
     """Accuracy vs weight bit width, one line per method and scheme, float as a dashed line."""
     from tinykws.io import save_figure
-    from tinykws.report.plots import pyplot
+    from tinykws.plots import pyplot
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))

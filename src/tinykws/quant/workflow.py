@@ -56,7 +56,7 @@ class QuantJob:
 def lower_if_possible(quantized):
     """The IntGraph of `quantized`, or None for models that do not lower (dynamic, < 8-bit
     activations)."""
-    from tinykws.ir.lower import lower
+    from tinykws.quant.lower import lower
 
     return lower(quantized) if quantized.lowerable else None
 
@@ -93,7 +93,7 @@ def source_accuracy(model, features, labels, normalization) -> float | None:
     of the result runs the fine-tuned float weights instead)."""
     import torch
 
-    from tinykws.train import predict_logits
+    from tinykws.train.loop import predict_logits
 
     if len(labels) == 0:
         return None
@@ -167,7 +167,7 @@ def _write(job: QuantJob, quantized, graph, summary: dict, rows) -> None:
 
 def plot_sizes(sizes: dict, out_dir: Path) -> None:
     """learnables.png and parameter_memory.png: a bar per model (original / pruned / quantized)."""
-    from tinykws.report.plots import plot_bars
+    from tinykws.plots import plot_bars
 
     plot_bars(
         {k: v["learnables"] for k, v in sizes.items()},
@@ -212,9 +212,9 @@ def metrics_of(summary: dict) -> dict:
 def quantize_file(model_path, root, out_dir, config, sweep=None, cache_dir=None) -> dict:
     """Quantize a float model file (or run directory) with data from `root` into `out_dir`."""
     from tinykws.checkpoint import load_checkpoint
-    from tinykws.evaluate import load_eval_data
-    from tinykws.predictor import load_torch, resolve_model_path
+    from tinykws.measure.predictors import load_torch, resolve_model_path
     from tinykws.quant.data import quant_data_for
+    from tinykws.train.evaluate import load_eval_data
 
     path = resolve_model_path(model_path)
     if path.suffix != ".safetensors" or "quant" in load_checkpoint(path)[1]:
@@ -224,7 +224,7 @@ def quantize_file(model_path, root, out_dir, config, sweep=None, cache_dir=None)
         )
     predictor = load_torch(path)
     if config.method != "dynamic":
-        from tinykws.quant.trace import trace_steps
+        from tinykws.models.trace import trace_steps
 
         trace_steps(predictor.module)  # a layer without an integer form fails before data loads
     need_training = config.method == "qat" or (sweep is not None and "qat" in sweep.methods)

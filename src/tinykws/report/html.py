@@ -87,7 +87,7 @@ def training_section(run_dir: Path) -> str:
 
 
 def model_section(run_dir: Path) -> str:
-    from tinykws.predictor import FINAL_MODEL_FILE, load_predictor
+    from tinykws.measure.predictors import FINAL_MODEL_FILE, load_predictor
 
     if not (run_dir / FINAL_MODEL_FILE).is_file():
         return ""
@@ -142,10 +142,10 @@ def evaluation_section(run_dir: Path) -> str:
 
 def later_sections() -> list:
     """Sections of the compression and deployment stages (imported when a report is written)."""
-    from tinykws.export.stage import artefacts_section, check_section, metrics_section
-    from tinykws.prune.stage import report_section as prune_section
-    from tinykws.quant.stage import report_section as quantize_section
-    from tinykws.stream.stage import report_section as stream_section
+    from tinykws.run.stages.export import artefacts_section, check_section, metrics_section
+    from tinykws.run.stages.prune import report_section as prune_section
+    from tinykws.run.stages.quantize import report_section as quantize_section
+    from tinykws.run.stages.stream import report_section as stream_section
 
     return [
         prune_section, quantize_section, artefacts_section, metrics_section, stream_section,

@@ -13,7 +13,7 @@ The same detector is generated in C (`tinykws.export.c.stream`) and emits identi
 
 from __future__ import annotations
 
-from tinykws.stream.config import StreamConfig
 from tinykws.stream.recognize import Event
+from tinykws.stream_config import StreamConfig
 
 __all__ = ["Event", "StreamConfig"]

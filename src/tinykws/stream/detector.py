@@ -1,10 +1,10 @@
 """The streaming detector: chunks of audio in, keyword events out, with any model backend.
 
 `StreamDetector(predictor, config)` feeds samples to the incremental front end
-(`tinykws.stream.frontend`), runs the network on the last window every `hop_ms` (the windows
+(`tinykws.features.incremental`), runs the network on the last window every `hop_ms` (the windows
 that complete within one `push` go to the predictor as one batch) and turns the scores into
 events with RecognizeCommands' smoothing (`tinykws.stream.recognize`). The predictor is any of
-`tinykws.predictor.load_predictor`'s: float PyTorch, the integer graph, LiteRT, ONNX Runtime.
+`measure.predictors.load_predictor`'s: float PyTorch, the integer graph, LiteRT, ONNX Runtime.
 
 Example:
     >>> import numpy as np
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinykws.errors import TinyKWSError
-from tinykws.stream.config import StreamConfig
-from tinykws.stream.frontend import StreamingFrontEnd
+from tinykws.features.incremental import StreamingFrontEnd
 from tinykws.stream.recognize import Event, Recognizer, probabilities, smooth
+from tinykws.stream_config import StreamConfig
 
 
 @dataclass
@@ -43,14 +43,14 @@ class StreamDetector:
     """Keyword events from a stream of audio.
 
     Args:
-        predictor: a loaded model (`tinykws.predictor.load_predictor`).
+        predictor: a loaded model (`tinykws.measure.predictors.load_predictor`).
         config: hop, smoothing and decision settings.
         keep_scores: keep every hop's probabilities in `scores` (for threshold sweeps); else
             only the results the averaging window needs are kept.
     """
 
     def __init__(self, predictor, config: StreamConfig | None = None, keep_scores=True) -> None:
-        from tinykws.predictor import frontend
+        from tinykws.measure.predictors import frontend
 
         self.predictor, self.config = predictor, config or StreamConfig()
         self.frontend = StreamingFrontEnd(frontend(predictor.meta))

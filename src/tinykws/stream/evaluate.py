@@ -3,7 +3,7 @@ and the `[stream]` recipe stage call.
 
 Example:
     >>> import tempfile, pathlib
-    >>> from tinykws.audio import write_wav
+    >>> from tinykws.data.audio import write_wav
     >>> from tinykws.stream.testing import tiny_predictor, tone_stream
     >>> samples, truth = tone_stream(seconds=12.0, seed=0)
     >>> wav = pathlib.Path(tempfile.mkdtemp()) / "tones.wav"
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from tinykws.errors import TinyKWSError
 from tinykws.log import logger
-from tinykws.stream.config import StreamConfig
 from tinykws.stream.detector import detect
+from tinykws.stream_config import StreamConfig
 
 
 def read_stream_audio(path, sample_rate_hz: int = 16000):
@@ -34,7 +34,7 @@ def read_stream_audio(path, sample_rate_hz: int = 16000):
     """
     import soundfile as sf
 
-    from tinykws.audio import read_audio
+    from tinykws.data.audio import read_audio
 
     try:
         info = sf.info(str(path))
@@ -54,7 +54,7 @@ def stream_recording(predictor, audio, config: StreamConfig, truth=None, target_
     """Detect keywords in a recording; with truth rows, score them and sweep the threshold.
 
     Args:
-        predictor: a loaded model (`tinykws.predictor.load_predictor`).
+        predictor: a loaded model (`tinykws.measure.predictors.load_predictor`).
         audio: a WAV/FLAC path, or float32 samples at the model's rate.
         config: the detector's settings.
         truth: None, rows (onset_s, offset_s, label), or a truth CSV path.
@@ -98,7 +98,7 @@ def stream_recording(predictor, audio, config: StreamConfig, truth=None, target_
 
 def predictor_rate(predictor) -> int:
     """The sample rate of the model's front end."""
-    from tinykws.feature_config import frontend_config
+    from tinykws.features.config import frontend_config
 
     return frontend_config(predictor.meta["frontend"]).sample_rate_hz
 

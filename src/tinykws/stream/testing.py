@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinykws.feature_config import FrontEndConfig
+from tinykws.features.config import FrontEndConfig
 
 TINY_LABELS = ("high", "low", "_unknown_", "_silence_")
 TINY_FRONTEND = FrontEndConfig(
@@ -29,7 +29,7 @@ NOISE_STD = 0.003
 def tiny_graph(frontend: FrontEndConfig = TINY_FRONTEND):
     """The tiny spotter as an `IntGraph` (float features in, float logits out) with metadata."""
     from tinykws.config import to_dict
-    from tinykws.features import FrontEnd
+    from tinykws.features.frontend import FrontEnd
     from tinykws.ir import IntGraphBuilder, QuantParams, Weights
 
     frames, bins = FrontEnd(frontend).output_shape
@@ -55,7 +55,7 @@ def tiny_graph(frontend: FrontEndConfig = TINY_FRONTEND):
 
 def _noise_means(frontend: FrontEndConfig) -> list[float]:
     """Each band's mean log energy in the streams' background noise (so that noise is ~0)."""
-    from tinykws.features import FrontEnd
+    from tinykws.features.frontend import FrontEnd
 
     noise = np.random.default_rng(0).normal(0.0, NOISE_STD, frontend.clip_samples)
     features = FrontEnd(frontend).numpy(noise.astype(np.float32))

@@ -61,7 +61,7 @@ from tinykws.log import logger
 __all__ = ["CORTEX_M4_MODES", "SIZES_FILE", "SPARSE_MODES", "export_c"]
 
 CORTEX_M4_MODES = ("auto", "on", "off")
-SIZES_FILE = "sizes.json"  # read by tinykws.metrics
+SIZES_FILE = "sizes.json"  # read by tinykws.measure.metrics
 OPTIONAL_FILES = {"frontend.h", "frontend.c", "main.c", "stream.h", "stream.c", "kws_stream.c"}
 
 
@@ -204,7 +204,7 @@ def _generate(graph: IntGraph, config, norm, labels, sparse: str):
 
 
 def _frontend_files(graph: IntGraph, config, norm) -> dict[str, str]:
-    from tinykws.features import FrontEnd, Normalization, frontend_config
+    from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 
     frontend = FrontEnd(frontend_config(config))
     int8 = int8_graph(graph)
@@ -227,7 +227,7 @@ def _frontend_files(graph: IntGraph, config, norm) -> dict[str, str]:
 
 def _config_dict(config) -> dict[str, Any]:
     from tinykws.config import to_dict
-    from tinykws.features import frontend_config
+    from tinykws.features.frontend import frontend_config
 
     return to_dict(frontend_config(config))
 
@@ -235,7 +235,7 @@ def _config_dict(config) -> dict[str, Any]:
 def _stream_files(graph: IntGraph, config, labels) -> dict[str, str]:
     """stream.h / stream.c / kws_stream.c (none for a resizing front end, which cannot stream)."""
     from tinykws.export.c.stream import stream_config_of, stream_sources
-    from tinykws.features import frontend_config
+    from tinykws.features.frontend import frontend_config
 
     config = frontend_config(config)
     if config.resize is not None:

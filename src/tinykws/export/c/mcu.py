@@ -59,7 +59,7 @@ ICOUNT_SHIFT = 7  # one instruction = 2**7 ns of virtual time = 3.2 SysTick tick
 TICKS_PER_INSTRUCTION = PROCESSOR_CLOCK_HZ * 2**ICOUNT_SHIFT / 1e9
 LOOP_INSTRUCTIONS = 40_000  # harness.c: TK_LOOP_ITERATIONS x (subs, bne)
 CALIBRATION_HOOKS = 64  # harness.c: TK_CALIBRATION_MARKS
-MCU_FILE = "mcu.json"  # in a C export folder; read by tinykws.metrics
+MCU_FILE = "mcu.json"  # in a C export folder; read by tinykws.measure.metrics
 TEMPLATES = ("startup.c", "harness.c", "mcu.h", "mcu.ld")
 
 
@@ -360,7 +360,7 @@ def _op_macs(graph) -> list[int] | None:
     if graph is None:
         return None
     from tinykws.export.c.generate import int8_graph
-    from tinykws.metrics import op_macs
+    from tinykws.measure.metrics import op_macs
 
     int8 = int8_graph(graph)
     return [int(op_macs(int8, op)) for op in int8.ops]

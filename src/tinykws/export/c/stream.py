@@ -8,7 +8,7 @@ that resizes its features (the `cnn3` preset) has no streaming form in C: resizi
 frame of the window, so no per-frame input rows exist.
 
 Example:
-    >>> from tinykws.features import frontend_config
+    >>> from tinykws.features.frontend import frontend_config
     >>> files = stream_sources(frontend_config("micro"), ["yes", "_silence_"], StreamConfig())
     >>> sorted(files), "TINYKWS_STREAM_HOP_FRAMES 2" in files["stream.h"]
     (['kws_stream.c', 'stream.c', 'stream.h'], True)
@@ -19,7 +19,7 @@ from __future__ import annotations
 from tinykws.errors import TinyKWSError
 from tinykws.export.c.carray import c_array, c_double
 from tinykws.export.c.frontend import template
-from tinykws.stream.config import StreamConfig
+from tinykws.stream_config import StreamConfig
 
 
 def stream_config_of(metadata: dict) -> StreamConfig:

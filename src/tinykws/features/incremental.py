@@ -1,14 +1,14 @@
 """The incremental front end: feature frames of a stream, computed once each, as they complete.
 
 Audio arrives in chunks of any size. Frame t covers samples [t * hop, t * hop + window) of the
-stream, exactly as in the clip front end (`tinykws.features.FrontEnd`), and is computed by the
+stream, exactly as in the clip front end (`frontend.FrontEnd`), and is computed by the
 same code (`FrontEnd.numpy` on just the samples of the new frames), so the frames of a stream
 equal the clip front end's frames of the same samples. A ring buffer keeps the last
 `frames` feature rows; `window()` returns them oldest first: the features of the last clip.
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.features import FrontEnd
+    >>> from tinykws.features.frontend import FrontEnd
     >>> frontend = FrontEnd("micro")
     >>> stream = StreamingFrontEnd(frontend)
     >>> audio = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
@@ -31,11 +31,11 @@ class StreamingFrontEnd:
     """Feature frames of a stream, with a ring buffer of the last window's frames.
 
     Args:
-        frontend: the model's `tinykws.features.FrontEnd`.
+        frontend: the model's `tinykws.features.frontend.FrontEnd`.
     """
 
     def __init__(self, frontend) -> None:
-        from tinykws.features import FrontEnd
+        from tinykws.features.frontend import FrontEnd
 
         c = frontend.config
         self.frontend = frontend
@@ -91,7 +91,7 @@ class StreamingFrontEnd:
         window = self.ring[order]
         c = self.frontend.config
         if c.resize is not None:
-            from tinykws.filterbanks import bilinear_matrix
+            from tinykws.features.filterbanks import bilinear_matrix
 
             rows = bilinear_matrix(c.resize[0], window.shape[0])
             window = (

@@ -2,13 +2,13 @@
 
 One `FrontEndConfig` drives a numpy reference (float64 inside, float32 out) and a batched torch
 path (float64 FFT, float32 after it, on the samples' device); they agree to 1e-4 on log features
-for any input (see `tinykws.spectrum` for why the FFT needs float64). The steps of every kind:
+for any input (see `spectrum` for why the FFT needs float64). The steps of every kind:
 
 1. frames of `window_ms` every `hop_ms` (no padding: frames = 1 + (samples - window) // hop),
    each multiplied by a periodic Hann or Hamming window and zero-padded at the end to `n_fft`;
 2. power spectrum |rfft|^2;
 3. triangular filterbank, uniform on the mel scale (``htk`` or ``slaney``, see
-   `tinykws.filterbanks`) for ``logmel``/``mfcc``, on Traunmüller's Bark scale for ``bark``;
+   `filterbanks`) for ``logmel``/``mfcc``, on Traunmüller's Bark scale for ``bark``;
 4. log(bands + log_offset), natural (``ln``) or base 10 (``log10``);
 5. ``mfcc`` only: orthonormal DCT-II, first `n_mfcc` coefficients;
 6. optional bilinear `resize` to (frames, bins), half-pixel centres (align_corners=False).
@@ -18,7 +18,7 @@ With `window_ms * sample_rate_hz / 1000 == n_fft` this equals librosa's
 librosa centres the window inside n_fft, which gives the same numbers on a signal padded by
 (n_fft - window) / 2 zeros each side.
 
-Features are (frames, bins): time first. Configs and presets live in `tinykws.feature_config`.
+Features are (frames, bins): time first. Configs and presets live in `tinykws.features.config`.
 
 Example:
     >>> import numpy as np
@@ -37,16 +37,16 @@ import numpy as np
 from tinykws.cache import cached_array, content_key
 from tinykws.config import check_choice
 from tinykws.errors import TinyKWSError
-from tinykws.feature_config import FRONTEND_PRESETS, FrontEndConfig, frontend_config
-from tinykws.filterbanks import (
+from tinykws.features.config import FRONTEND_PRESETS, FrontEndConfig, frontend_config
+from tinykws.features.filterbanks import (
     FilterbankSpec,
     bilinear_matrix,
     dct_matrix,
     periodic_window,
     triangular_filterbank,
 )
-from tinykws.normalization import Normalization
-from tinykws.spectrum import (
+from tinykws.features.normalization import Normalization
+from tinykws.features.spectrum import (
     Framing,
     power_spectrum,
     power_spectrum_cpu,
@@ -149,7 +149,7 @@ class FrontEnd:
     def torch(self, samples, fft_backend: str = "auto"):
         """Batched features on the samples' device, in their dtype (float32 normally).
 
-        The FFT is float64 (see `tinykws.spectrum`), the rest runs in the samples' dtype. Not
+        The FFT is float64 (see `spectrum`), the rest runs in the samples' dtype. Not
         differentiable: the front end is fixed preprocessing.
 
         Args:

@@ -15,7 +15,7 @@ int8 IntGraph of a quantized model, the float32 graph of a float checkpoint):
 - peak RAM = the activation arena planned over the graph by liveness (`tinykws.ir.plan`, with
   CMSIS-NN scratch buffers), shown beside the simple per-layer estimate (largest input +
   output of one layer);
-- latency at batch 1 (`tinykws.latency`) and a Cortex-M estimate: MACs x cycles per MAC at a
+- latency at batch 1 (`tinykws.measure.latency`) and a Cortex-M estimate: MACs x cycles per MAC at a
   clock, with the constants of `CORTEX_M` (about 2 cycles per MAC for CMSIS-NN's optimised s8
   kernels on M4/M33 with DSP instructions, 8 for plain reference C, 16 for an M0+ without a
   single-cycle multiply-accumulate; data movement and the front end are not included);
@@ -296,7 +296,7 @@ def measure_mcu(model, c_dir=None) -> dict:
     if c_dir is not None:
         run = emulate_cortex_m4(c_dir, graph=model.graph, **default_inputs(c_dir))
         return run.to_dict()
-    from tinykws.export.model_export import ExportOptions, export_loaded
+    from tinykws.run.exporting import ExportOptions, export_loaded
 
     with tempfile.TemporaryDirectory(prefix="tinykws-c-") as tmp:
         folder = export_loaded(model, "c", Path(tmp) / "c", ExportOptions()).path
@@ -317,15 +317,15 @@ def model_metrics(model_path, latency=None, c_dir=None, mcu: bool = False) -> di
 
     Args:
         model_path: checkpoint, quantized model, integer graph or run directory.
-        latency: a `tinykws.latency.LatencyConfig`, or None to skip timing.
+        latency: a `tinykws.measure.latency.LatencyConfig`, or None to skip timing.
         c_dir: a C export folder whose `sizes.json` gives the code size and `mcu.json` the
             emulated Cortex-M4 instruction counts (default for the counts: a run directory's
             export/c).
         mcu: run the emulated Cortex-M4 when `c_dir` has no mcu.json (on `c_dir`, or on a
             temporary C export of the model).
     """
-    from tinykws.export.model_export import load_model
-    from tinykws.latency import measure_latency
+    from tinykws.measure.latency import measure_latency
+    from tinykws.run.exporting import load_model
 
     model = load_model(model_path)
     code = read_code_bytes(c_dir) if c_dir is not None else None

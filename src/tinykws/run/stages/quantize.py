@@ -47,7 +47,7 @@ def parse_table(table: dict):
 
 def source_model(run_dir: Path) -> str:
     """The run-relative path of the float model to quantize (the final model before this stage)."""
-    from tinykws.predictor import FINAL_MODEL_FILE
+    from tinykws.measure.predictors import FINAL_MODEL_FILE
 
     final = run_dir / FINAL_MODEL_FILE
     if not final.is_file():
@@ -83,12 +83,12 @@ def stage_quantize(run) -> dict:
 
 def _job(run, config, sweep, source: str):
     """The `QuantJob` of a run: its model, calibration set, validation split, earlier sizes."""
-    from tinykws import stages
-    from tinykws.predictor import load_torch, normalization
+    from tinykws.measure.predictors import load_torch, normalization
     from tinykws.quant import QuantData
     from tinykws.quant.data import calibration_features
     from tinykws.quant.sizes import float_memory
     from tinykws.quant.workflow import QuantJob
+    from tinykws.run.stages import core as stages
 
     predictor = load_torch(run.dir / source)
     norm = normalization(predictor.meta)

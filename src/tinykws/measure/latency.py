@@ -83,7 +83,7 @@ def median_ms(
 
 def frontend_ms(meta: dict, config: LatencyConfig) -> float:
     """Median ms of the numpy front end on one clip (seeded noise of the clip's length)."""
-    from tinykws.predictor import frontend
+    from tinykws.measure.predictors import frontend
 
     fe = frontend(meta)
     clip = (np.random.default_rng(0).normal(size=fe.config.clip_samples) * 0.1).astype(np.float32)
@@ -116,7 +116,7 @@ def _row(runtime: str, device: str, precision: str, network_ms: float) -> dict:
 
 
 def _litert_row(data: bytes, precision: str, config: LatencyConfig) -> dict:
-    from tinykws.export.runtimes import TFLiteRunner
+    from tinykws.measure.runtimes import TFLiteRunner
 
     runner = TFLiteRunner(data, threads=config.threads)
     x = np.zeros(runner.input_shape, runner.input["dtype"])
@@ -127,7 +127,7 @@ def _litert_row(data: bytes, precision: str, config: LatencyConfig) -> dict:
 def _onnx_row(
     data: bytes, precision: str, input_shape, config: LatencyConfig, dtype=np.float32
 ) -> dict:
-    from tinykws.export.runtimes import ONNXRunner
+    from tinykws.measure.runtimes import ONNXRunner
 
     runner = ONNXRunner(data, threads=config.threads)
     x = np.zeros((1, 1, *input_shape), dtype)
@@ -176,7 +176,7 @@ def _artefacts(model) -> list[tuple[str, str, Any]]:
 
 
 def measure_latency(model, input_shape, config: LatencyConfig | None = None) -> dict:
-    """Latency rows of a `tinykws.export.model_export.LoadedModel` (see the module docstring).
+    """Latency rows of a `tinykws.run.exporting.LoadedModel` (see the module docstring).
 
     Returns:
         {"runs", "threads", "frontend_ms" (or None), "rows": [{"runtime", "device",

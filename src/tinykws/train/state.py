@@ -44,8 +44,8 @@ class TrainState:
 
     @classmethod
     def create(cls, model, data, cfg, out_dir, device, meta=None) -> TrainState:
-        from tinykws.distributed import DistContext
-        from tinykws.train import OPTIMIZERS, SCHEDULES
+        from tinykws.train.distributed import DistContext
+        from tinykws.train.loop import OPTIMIZERS, SCHEDULES
 
         world = DistContext.from_env().world_size
         steps = max(1, math.ceil(len(data.train_labels) / world / cfg.batch_size))

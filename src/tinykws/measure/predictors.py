@@ -45,7 +45,7 @@ class TorchPredictor:
         return tuple(self.meta["labels"])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.train import pick_device, predict_logits
+        from tinykws.train.loop import pick_device, predict_logits
 
         device = self.device or pick_device("auto")
         self.module.to(device)
@@ -54,7 +54,7 @@ class TorchPredictor:
 
 def normalization(meta: dict):
     """The feature normalisation stored in a model's metadata."""
-    from tinykws.features import Normalization
+    from tinykws.features.frontend import Normalization
 
     norm = meta["normalization"]
     return Normalization(mean=tuple(norm["mean"]), std=tuple(norm["std"]))
@@ -62,7 +62,7 @@ def normalization(meta: dict):
 
 def frontend(meta: dict):
     """The `FrontEnd` a model was trained with."""
-    from tinykws.features import FrontEnd, frontend_config
+    from tinykws.features.frontend import FrontEnd, frontend_config
 
     return FrontEnd(frontend_config(meta["frontend"]))
 
@@ -242,8 +242,8 @@ FILE_BACKENDS = {".json": "int", ".tflite": "litert", ".onnx": "onnxruntime"}
 LOADERS: dict[str, Any] = {
     ".safetensors": "tinykws.quant.files:load_checkpoint_predictor",  # float or quantized
     ".json": "tinykws.quant.files:load_graph_predictor",  # an integer graph
-    ".tflite": "tinykws.export.runtimes:load_tflite_predictor",
-    ".onnx": "tinykws.export.runtimes:load_onnx_predictor",
+    ".tflite": "tinykws.measure.runtimes:load_tflite_predictor",
+    ".onnx": "tinykws.measure.runtimes:load_onnx_predictor",
 }
 
 

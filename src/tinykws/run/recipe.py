@@ -21,7 +21,7 @@ from typing import Any
 
 from tinykws.config import check_choice, from_dict, load_toml, to_dict, unknown_key_message
 from tinykws.errors import TinyKWSError
-from tinykws.train import TrainConfig
+from tinykws.train.loop import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ SECTIONS = ("name", "stages", "data", "frontend", "model", "train", "evaluate")
 
 def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     """Validate plain recipe data (a parsed TOML document) into a `Recipe`."""
-    from tinykws.pipeline import STAGES
+    from tinykws.run.pipeline import STAGES
 
     valid = set(SECTIONS) | set(STAGES)
     unknown = sorted(set(raw) - valid)
@@ -123,11 +123,11 @@ def _check_shapes(raw: dict[str, Any], where: str) -> None:
 
 def _check_stage_tables(extra: dict[str, Any]) -> dict[str, Any]:
     """Validate the tables of the compression and deployment stages before anything runs."""
-    from tinykws.check import CheckConfig
-    from tinykws.export.stage import ExportStageConfig
+    from tinykws.measure.check import CheckConfig
     from tinykws.prune.config import PruneConfig
-    from tinykws.quant.stage import parse_table
-    from tinykws.stream.stage import StreamStageConfig
+    from tinykws.run.stages.export import ExportStageConfig
+    from tinykws.run.stages.quantize import parse_table
+    from tinykws.run.stages.stream import StreamStageConfig
 
     parsers = {
         "prune": lambda t: from_dict(PruneConfig, t, "prune"),
@@ -162,7 +162,7 @@ def parse_data_section(raw: dict[str, Any]) -> DataSection:
 
 
 def _check_frontend_and_model(frontend: dict, model: dict) -> None:
-    from tinykws.features import FrontEnd, frontend_config
+    from tinykws.features.frontend import FrontEnd, frontend_config
     from tinykws.models import model_config
 
     for section, table in (("frontend", frontend), ("model", model)):
@@ -172,7 +172,7 @@ def _check_frontend_and_model(frontend: dict, model: dict) -> None:
     for key, source in (("n_classes", "the labels"), ("input_shape", "the front end")):
         if key in model:  # it would be overridden, silently
             raise TinyKWSError(f"[model] {key} is set by {source}; remove it from the recipe")
-    from tinykws.predictor import check_model_size
+    from tinykws.measure.predictors import check_model_size
 
     shape = FrontEnd(frontend_config(frontend)).output_shape
     check_model_size(model_config(model, n_classes=2, input_shape=shape), "[model]")

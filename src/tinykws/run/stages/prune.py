@@ -24,11 +24,11 @@ def stage_prune(run) -> dict:
     """Prune the run's final model; returns the figures recorded under "prune" in metrics.json."""
     from tinykws.cache import content_key
     from tinykws.checkpoint import save_checkpoint
-    from tinykws.predictor import normalization, resolve_model_path
+    from tinykws.measure.predictors import normalization, resolve_model_path
     from tinykws.prune import prune
     from tinykws.prune.config import PruneConfig
     from tinykws.prune.retrain import fresh_work_dir
-    from tinykws.stages import training_data
+    from tinykws.run.stages.core import training_data
 
     cfg = from_dict(PruneConfig, run.recipe.extra.get("prune", {}), "prune")
     source = resolve_model_path(run.dir)
@@ -58,7 +58,7 @@ def stage_prune(run) -> dict:
 
 def load_model(path: Path):
     """(model in eval mode, metadata) of a float checkpoint, rebuilt from its own config."""
-    from tinykws.predictor import load_torch
+    from tinykws.measure.predictors import load_torch
 
     predictor = load_torch(path)
     return predictor.module, predictor.meta
@@ -68,7 +68,7 @@ def pruned_meta(meta: dict, pruned, report: dict, cfg) -> dict:
     """The pruned checkpoint's metadata: the source's, with the new architecture, the pruning's
     headline figures and, when the pruned network was retrained, how (QAT fine-tunes alike)."""
     from tinykws.models import config_to_dict
-    from tinykws.train_state import trained_with
+    from tinykws.train.state import trained_with
 
     extra = {"model": config_to_dict(pruned.config), "pruned": summary_of(report)}
     if "retrain" in report or cfg.method == "gradual":
@@ -93,7 +93,7 @@ def summary_of(report: dict) -> dict:
 def write_outputs(out: Path, cfg, report: dict) -> None:
     """summary.json, the two bar charts, and the Taylor progress plot (method "taylor")."""
     from tinykws.io import write_json
-    from tinykws.report.plots import plot_bars
+    from tinykws.plots import plot_bars
 
     write_json(out / SUMMARY, report)
     before, after = report["before"], report["after"]

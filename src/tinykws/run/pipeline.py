@@ -23,7 +23,7 @@ from tinykws.config import dump_toml, to_dict
 from tinykws.errors import TinyKWSError
 from tinykws.io import read_json_object, write_json, write_text
 from tinykws.log import logger
-from tinykws.predictor import FINAL_MODEL_FILE
+from tinykws.measure.predictors import FINAL_MODEL_FILE
 
 
 @dataclass
@@ -73,11 +73,11 @@ class Run:
 
 def stage_table() -> dict[str, Any]:
     """Stage name -> function(run) -> outputs dict, in execution order."""
-    from tinykws import stages
-    from tinykws.export.stage import stage_check, stage_export
-    from tinykws.prune.stage import stage_prune
-    from tinykws.quant.stage import stage_quantize
-    from tinykws.stream.stage import stage_stream
+    from tinykws.run.stages import core as stages
+    from tinykws.run.stages.export import stage_check, stage_export
+    from tinykws.run.stages.prune import stage_prune
+    from tinykws.run.stages.quantize import stage_quantize
+    from tinykws.run.stages.stream import stage_stream
 
     return {
         "data": stages.stage_data,
@@ -112,9 +112,9 @@ def stage_config(recipe, stage: str) -> Any:
 def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
     """Run each stage of `recipe` into `out_dir`, skipping stages already done with the same key.
 
-    The run directory is locked for the run (`tinykws.runlock`): a second run on it fails at
+    The run directory is locked for the run (`tinykws.run.lock`): a second run on it fails at
     once."""
-    from tinykws.runlock import remove_if_empty, run_lock
+    from tinykws.run.lock import remove_if_empty, run_lock
 
     created = not Path(out_dir).exists()
     try:
@@ -159,13 +159,13 @@ def _run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run
 
 
 def _is_done(run: Run, stage: str, key: str) -> bool:
-    from tinykws.run_state import stage_is_done
+    from tinykws.run.state import stage_is_done
 
     return stage_is_done(run.dir, stage, key)
 
 
 def _invalidate_from(run: Run, stage: str, forced: bool) -> None:
-    from tinykws.run_state import invalidate_from
+    from tinykws.run.state import invalidate_from
 
     invalidate_from(run.dir, STAGES[STAGES.index(stage) :], forced)
 

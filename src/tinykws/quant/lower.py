@@ -29,7 +29,7 @@ BC-ResNet's layers that are not one op each:
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.features import Normalization
+    >>> from tinykws.features.frontend import Normalization
     >>> from tinykws.models import build_model, model_config
     >>> from tinykws.quant import QuantConfig, QuantData, quantize
     >>> model = build_model(model_config("tinyconv", 4, (49, 40)))
@@ -186,7 +186,7 @@ def banded_depthwise(
     """A depthwise conv whose weights change along the bins in `bands` equal sub-bands.
 
     `weights.data` is (1, KH, KW, C * bands), channel c * bands + s holding band s of channel c
-    (as `tinykws.quant.fold.subspectral_weight_bias` orders them); `padding` is the explicit
+    (as `tinykws.models.fold.subspectral_weight_bias` orders them); `padding` is the explicit
     (top, bottom, left, right) of the whole conv. Returns the CONCATENATION's output name.
     """
     if any(padding):

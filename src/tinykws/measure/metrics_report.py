@@ -1,4 +1,4 @@
-"""Tables of `tinykws.metrics` results, for the terminal (`tinykws metrics`) and report.html.
+"""Tables of `metrics` results, for the terminal (`tinykws metrics`) and report.html.
 
 Example:
     >>> latency_rows({"rows": [{"runtime": "litert", "device": "cpu", "precision": "int8",

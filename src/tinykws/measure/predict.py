@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tinykws.audio import pad_or_trim, read_audio
-from tinykws.evaluate import softmax
+from tinykws.data.audio import pad_or_trim, read_audio
 from tinykws.log import logger
+from tinykws.train.evaluate import softmax
 
 WINDOW_STEP_S = 0.1  # spacing of the windows scored in a long file
 
@@ -24,7 +24,7 @@ def predict_files(model_path, paths, top_k: int = 3, backend: str = "auto") -> l
         [{"path", "label", "probability", "top_k": [{"label", "probability"}, ...],
           "window_s": start of the scored window (0.0 for a file no longer than a window)}, ...]
     """
-    from tinykws.predictor import frontend, load_predictor
+    from tinykws.measure.predictors import frontend, load_predictor
 
     predictor = load_predictor(model_path, backend=backend)
     fe = frontend(predictor.meta)

@@ -145,7 +145,7 @@ def load_eval_data(meta: dict, root: str | os.PathLike, split: str, cache_dir=No
     built with the data config and front end stored in the model's metadata."""
     from tinykws.config import from_dict
     from tinykws.data import speech_commands as sc
-    from tinykws.features import FrontEnd, cached_features, frontend_config
+    from tinykws.features.frontend import FrontEnd, cached_features, frontend_config
 
     config = from_dict(sc.DataConfig, meta.get("data", {}), "data")
     dataset = sc.all_clips(root, config) if split == "all" else sc.load_dataset(root, config)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from tinykws.config import check_range, from_dict
 from tinykws.log import logger
-from tinykws.stream.config import StreamConfig
+from tinykws.stream_config import StreamConfig
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ def stage_stream(run) -> dict:
     """Make the test stream, run the final model on it, score it; see the module docstring."""
     from tinykws.data.stream_test import write_stream_test
     from tinykws.io import write_json
-    from tinykws.predictor import FINAL_MODEL_FILE, load_predictor
-    from tinykws.stages import dataset_root
+    from tinykws.measure.predictors import FINAL_MODEL_FILE, load_predictor
+    from tinykws.run.stages.core import dataset_root
     from tinykws.stream.evaluate import stream_recording, summary_lines
     from tinykws.stream.sweep import plot_curve
 

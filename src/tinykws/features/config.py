@@ -26,7 +26,7 @@ from typing import Any
 
 from tinykws.config import check_choice, from_dict, to_dict, unknown_key_message
 from tinykws.errors import TinyKWSError
-from tinykws.filterbanks import WINDOW_COEFFICIENTS
+from tinykws.features.filterbanks import WINDOW_COEFFICIENTS
 
 KINDS = ("logmel", "mfcc", "bark")
 MEL_SCALES = ("htk", "slaney")

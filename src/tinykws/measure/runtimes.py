@@ -10,7 +10,7 @@ Backends (`--backend`):
   (LiteRT's builtin reference kernels, the arithmetic of TFLite Micro) or "tflm" (TensorFlow
   Lite Micro's own interpreter, the `tflite-micro` package: what microcontrollers run);
 - .onnx: "onnxruntime" (default, CPU).
-`tinykws.predictor.load_predictor` reaches `load_tflite_predictor` and `load_onnx_predictor`
+`predictors.load_predictor` reaches `load_tflite_predictor` and `load_onnx_predictor`
 through its `LOADERS` table.
 """
 
@@ -303,7 +303,7 @@ def load_c_predictor(folder, meta: dict) -> FilePredictor:
 
 @dataclass
 class FilePredictor:
-    """An exported file as a `tinykws.predictor.Predictor`."""
+    """An exported file as a `tinykws.measure.predictors.Predictor`."""
 
     runner: Any
     meta: dict
@@ -318,7 +318,7 @@ class FilePredictor:
         return tuple(self.meta["labels"])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.predictor import normalization
+        from tinykws.measure.predictors import normalization
         from tinykws.quant.data import feature_batches
 
         out = [np.zeros((0, len(self.labels)), np.float32)]

@@ -20,7 +20,7 @@ Example:
     >>> import tempfile, pathlib
     >>> from tinykws.checkpoint import save_checkpoint
     >>> from tinykws.config import to_dict
-    >>> from tinykws.features import frontend_config
+    >>> from tinykws.features.frontend import frontend_config
     >>> from tinykws.models import build_model, config_to_dict, model_config
     >>> model = build_model(model_config("tinyconv", 2, (49, 40)))
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -138,7 +138,7 @@ class ExportResult:
 
 def load_model(model_path) -> LoadedModel:
     """Load a float or quantized checkpoint, an integer graph (.json) or a run's final model."""
-    from tinykws.predictor import resolve_model_path
+    from tinykws.measure.predictors import resolve_model_path
 
     path = resolve_model_path(model_path)
     if path.suffix == ".json":
@@ -152,7 +152,7 @@ def load_model(model_path) -> LoadedModel:
 
     tensors, meta = load_checkpoint(path)
     if "quant" not in meta:
-        from tinykws.predictor import load_torch
+        from tinykws.measure.predictors import load_torch
 
         return LoadedModel(path, meta, "float32", module=load_torch(path).module)
     return _load_quantized(path, tensors, meta)
@@ -160,7 +160,7 @@ def load_model(model_path) -> LoadedModel:
 
 def _load_graph(path: Path) -> LoadedModel:
     from tinykws.ir.graph import IntGraph
-    from tinykws.predictor import check_file_meta
+    from tinykws.measure.predictors import check_file_meta
 
     graph = IntGraph.load(path)
     return LoadedModel(path, check_file_meta(dict(graph.metadata), str(path)), "int8", graph=graph)
@@ -168,7 +168,7 @@ def _load_graph(path: Path) -> LoadedModel:
 
 def _load_quantized(path: Path, tensors: dict, meta: dict) -> LoadedModel:
     from tinykws.ir.graph import IntGraph
-    from tinykws.predictor import check_file_meta
+    from tinykws.measure.predictors import check_file_meta
     from tinykws.quant.files import rebuild_quantized
 
     check_file_meta(meta, str(path))  # nothing is exported from a model that does not fit
@@ -179,7 +179,7 @@ def _load_quantized(path: Path, tensors: dict, meta: dict) -> LoadedModel:
     if graph_name:
         graph = IntGraph.load(path.parent / graph_name)
     elif quantized.lowerable:
-        from tinykws.ir.lower import lower
+        from tinykws.quant.lower import lower
 
         graph = lower(quantized)
     else:
@@ -346,8 +346,8 @@ def export_model(
 
 def export_loaded(model: LoadedModel, fmt: str, out: Path, options: ExportOptions) -> ExportResult:
     """`export_model` for a model already loaded."""
-    from tinykws.export.runtimes import sidecar_path
     from tinykws.io import write_bytes, write_json
+    from tinykws.measure.runtimes import sidecar_path
 
     _refuse_asymmetric_weights(model, fmt)
     if fmt == "c":

@@ -1,6 +1,6 @@
 """The matrices behind the front end: windows, mel/bark filterbanks, DCT-II and bilinear resize.
 
-Everything here is built once in float64 numpy; `tinykws.features.FrontEnd` uses the same
+Everything here is built once in float64 numpy; `tinykws.features.frontend.FrontEnd` uses the same
 matrices in its numpy reference and (converted) in its torch path, so both compute one formula.
 
 Frequency scales (`SCALES`), each a pair (hz -> scale, scale -> hz):

@@ -3,7 +3,7 @@
 `stage_export` writes the run's final model in each format of the `[export]` table into
 `export/`, scores every file on the validation split (accuracy, and top-1 agreement with the
 final model as tinykws runs it: the integer graph for a quantized model, PyTorch for a float
-one), measures the model (`tinykws.metrics`, latency included) and records it all:
+one), measures the model (`tinykws.measure.metrics`, latency included) and records it all:
 
     export/model.tflite, model.onnx, c/   the files
     export/summary.json                   one entry per file: bytes, zipped bytes, accuracy, ...
@@ -15,7 +15,7 @@ one), measures the model (`tinykws.metrics`, latency included) and records it al
     latency = true                 # time every runtime (median of `runs` batch-1 calls)
     runs = 200
 
-`stage_check` checks the `[check]` table (`tinykws.check.CheckConfig`) against them and writes
+`stage_check` checks the `[check]` table (`measure.check.CheckConfig`) against them and writes
 `check/result.json`.
 """
 
@@ -78,8 +78,8 @@ class ExportStageConfig:
 def stage_export(run) -> dict:
     """Export the run's final model, score and measure it (see the module docstring)."""
     from tinykws.config import from_dict
-    from tinykws.export.model_export import ExportOptions, load_model
     from tinykws.io import write_json
+    from tinykws.run.exporting import ExportOptions, load_model
 
     config = from_dict(ExportStageConfig, run.recipe.extra.get(EXPORT, {}), EXPORT)
     model = load_model(run.dir)
@@ -113,7 +113,7 @@ def stage_export(run) -> dict:
 
 def _export_all(model, out: Path, config: ExportStageConfig, options) -> list:
     """Export every format asked for; in the automatic choice, skip those refusing the model."""
-    from tinykws.export.model_export import export_loaded
+    from tinykws.run.exporting import export_loaded
 
     results = []
     for fmt in config.formats or tuple(EXTENSIONS):
@@ -138,8 +138,8 @@ def _artefact_entry(run, result) -> dict:
 def _score_artefacts(run, artefacts: list[dict], split: str, meta: dict) -> None:
     """Accuracy of every file, and its top-1 agreement with the final model (C folders only
     where gcc can build them)."""
-    from tinykws import stages
-    from tinykws.predictor import load_predictor
+    from tinykws.measure.predictors import load_predictor
+    from tinykws.run.stages import core as stages
 
     if not stages.load_run_dataset(run).clips(split):
         logger.warning(f"export: the '{split}' split is empty; files not scored")
@@ -156,8 +156,8 @@ def _score_artefacts(run, artefacts: list[dict], split: str, meta: dict) -> None
 
 
 def _artefact_predictor(path: Path, fmt: str, meta: dict):
-    from tinykws.export.runtimes import load_c_predictor
-    from tinykws.predictor import load_predictor
+    from tinykws.measure.predictors import load_predictor
+    from tinykws.measure.runtimes import load_c_predictor
 
     if fmt != "c":
         return load_predictor(path)
@@ -170,8 +170,8 @@ def _artefact_predictor(path: Path, fmt: str, meta: dict):
 
 
 def _measure(model, out: Path, config: ExportStageConfig, formats: list[str]) -> dict:
-    from tinykws.latency import LatencyConfig, measure_latency
-    from tinykws.metrics import mcu_time, read_code_bytes, read_mcu, static_metrics
+    from tinykws.measure.latency import LatencyConfig, measure_latency
+    from tinykws.measure.metrics import mcu_time, read_code_bytes, read_mcu, static_metrics
 
     code = read_code_bytes(out / EXTENSIONS["c"]) if "c" in formats else None
     mcu = read_mcu(out / EXTENSIONS["c"]) if "c" in formats else None
@@ -182,7 +182,7 @@ def _measure(model, out: Path, config: ExportStageConfig, formats: list[str]) ->
         **static_metrics(model, code),
     }
     if mcu is not None:  # emulated Cortex-M4 counts, and where the time goes
-        from tinykws.report.plots import plot_mcu_ops
+        from tinykws.plots import plot_mcu_ops
 
         metrics["mcu"] = mcu_time(mcu)
         plot_mcu_ops(mcu, out / "mcu_ops.png")
@@ -216,9 +216,9 @@ def _stage_figures(artefacts: list[dict], metrics: dict) -> dict:
 
 def stage_check(run) -> dict:
     """Check the `[check]` limits; write check/result.json (and stop the run if `strict`)."""
-    from tinykws.check import CheckConfig, check_run, failure
     from tinykws.config import from_dict
     from tinykws.io import write_json
+    from tinykws.measure.check import CheckConfig, check_run, failure
 
     config = from_dict(CheckConfig, run.recipe.extra.get(CHECK, {}), CHECK)
     rows = check_run(run.dir, config)
@@ -289,7 +289,7 @@ def artefacts_section(run_dir) -> str:
 
 def metrics_section(run_dir) -> str:
     """Totals, flash and RAM, latency per runtime, Cortex-M estimates, per-layer table."""
-    from tinykws import metrics_report as mr
+    from tinykws.measure import metrics_report as mr
     from tinykws.report.html import image, read_json, table
 
     metrics = read_json(Path(run_dir) / EXPORT / "metrics.json")

@@ -242,7 +242,7 @@ def _conv(b: _StepBuilder, node, conv: nn.Conv2d) -> None:
     if depthwise and mean is not None and mean.axes == (3,) and one_bin:
         # BC-ResNet's bin average and temporal conv: one depthwise conv over (time, all bins)
         # with the temporal weights at 1/bins of their scale, requantized once (see
-        # `tinykws.ir.lower`)
+        # `tinykws.quant.lower`)
         b.steps.remove(mean)
         window = _pair(b.model.get_submodule(mean.module).kernel_size)  # spans every bin
         inputs, bins = mean.inputs, int(window[1])

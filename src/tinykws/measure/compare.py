@@ -30,7 +30,7 @@ def compare_predictions(
     a, b, features: np.ndarray, labels: np.ndarray, clips=None, count: int = 10, seed: int = 0
 ) -> dict:
     """Accuracies, drop (a - b), agreement and `count` seeded side-by-side samples."""
-    from tinykws.evaluate import softmax
+    from tinykws.train.evaluate import softmax
 
     if tuple(a.labels) != tuple(b.labels):
         raise TinyKWSError(
@@ -76,7 +76,7 @@ def model_file_bytes(path) -> int:
     """
     import json
 
-    from tinykws.predictor import resolve_model_path
+    from tinykws.measure.predictors import resolve_model_path
 
     path = Path(path)
     if path.is_dir() and (path / "model.c").is_file():
@@ -95,9 +95,9 @@ def compare(
 
     `backends` default to `default_backend` of each file; `cache_dir` caches audio and features.
     """
-    from tinykws.evaluate import load_eval_data
-    from tinykws.predictor import default_backend, load_predictor
+    from tinykws.measure.predictors import default_backend, load_predictor
     from tinykws.quant.sizes import compression_ratio, predictor_memory
+    from tinykws.train.evaluate import load_eval_data
 
     backend_a = backends[0] or default_backend(path_a)
     backend_b = backends[1] or default_backend(path_b)

@@ -21,10 +21,10 @@ import torch.nn.functional as F
 
 from tinykws.config import check_choice, check_range, to_dict
 from tinykws.data.augment import AugmentConfig, augment_waves, spec_augment
-from tinykws.distributed import DistContext
 from tinykws.errors import TinyKWSError
 from tinykws.io import write_json
 from tinykws.log import logger
+from tinykws.train.distributed import DistContext
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class TrainingData:
     """What `fit` needs, already loaded.
 
     Attributes:
-        frontend: a `tinykws.features.FrontEnd` (used on augmented waveforms).
+        frontend: a `tinykws.features.frontend.FrontEnd` (used on augmented waveforms).
         normalization: per-bin `Normalization` fitted on the training features.
         train_waves: int16 (N, samples) training clips (read when augmenting).
         train_features: float32 (N, frames, bins) un-normalised cached features.
@@ -163,7 +163,7 @@ def load_training_data(dataset, frontend, normalization=None, cache_dir=None) ->
         TinyKWSError: a split with no clips.
     """
     from tinykws.data import speech_commands as sc
-    from tinykws.features import Normalization, cached_features
+    from tinykws.features.frontend import Normalization, cached_features
 
     arrays = {}
     for split in ("train", "validation"):
@@ -215,7 +215,7 @@ def fit(
     `model` when `cfg.distill_weight` > 0. Returns the history dict (per-epoch train/val loss
     and accuracy, best epoch).
     """
-    from tinykws.train_state import TrainState
+    from tinykws.train.state import TrainState
 
     check_training_data(data)
     out_dir = Path(out_dir)

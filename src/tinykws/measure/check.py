@@ -160,7 +160,7 @@ class RunFigures:
     """What a check reads from a run directory."""
 
     artefact: dict | None  # an entry of export/summary.json "artefacts"
-    metrics: dict  # `tinykws.metrics.model_metrics` output
+    metrics: dict  # `tinykws.measure.metrics.model_metrics` output
     accuracy: float | None
     accuracy_source: str
     mcu: dict | None = None  # mcu.json figures of the exported C (emulated Cortex-M4)
@@ -179,8 +179,8 @@ def run_figures(run_dir, config: CheckConfig) -> RunFigures:
     metrics = _read(run_dir / "export" / "metrics.json")
     artefact = _pick_artefact(summary, config, run_dir)
     if metrics is None:
-        from tinykws.latency import LatencyConfig
-        from tinykws.metrics import model_metrics
+        from tinykws.measure.latency import LatencyConfig
+        from tinykws.measure.metrics import model_metrics
 
         latency = LatencyConfig() if _wants_latency(config) else None
         metrics = model_metrics(run_dir, latency)
@@ -196,7 +196,7 @@ def _wants_latency(config: CheckConfig) -> bool:
 def _mcu(run_dir: Path, metrics: dict) -> dict | None:
     """The emulated Cortex-M4 count: recorded by the export stage, else measured here when
     the tools are installed (None when it cannot be had)."""
-    from tinykws.metrics import read_mcu
+    from tinykws.measure.metrics import read_mcu
 
     figures = metrics.get("mcu") or read_mcu(run_dir / "export" / "c")
     if figures is not None:
@@ -206,9 +206,9 @@ def _mcu(run_dir: Path, metrics: dict) -> dict | None:
 
     if arm_compiler() is None or qemu_binary() is None:
         return None
-    from tinykws.export.model_export import load_model
     from tinykws.log import logger
-    from tinykws.metrics import measure_mcu
+    from tinykws.measure.metrics import measure_mcu
+    from tinykws.run.exporting import load_model
 
     try:
         return measure_mcu(load_model(run_dir))

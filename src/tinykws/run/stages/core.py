@@ -67,7 +67,7 @@ def stage_data(run) -> dict:
 def split_arrays(run, split: str):
     """(clips, int16 waveforms, float32 features, int64 labels) of one split, cached."""
     from tinykws.data.speech_commands import load_waveforms, waveforms_key
-    from tinykws.features import cached_features
+    from tinykws.features.frontend import cached_features
 
     dataset = load_run_dataset(run)
     clips = dataset.clips(split)
@@ -79,7 +79,7 @@ def split_arrays(run, split: str):
 
 def run_frontend(run):
     """The recipe's `FrontEnd`."""
-    from tinykws.features import FrontEnd, frontend_config
+    from tinykws.features.frontend import FrontEnd, frontend_config
 
     if "frontend" not in run.cache:
         run.cache["frontend"] = FrontEnd(frontend_config(run.recipe.frontend))
@@ -89,8 +89,8 @@ def run_frontend(run):
 def training_data(run):
     """Everything `train.fit` reads, built from the run's dataset."""
     from tinykws.data.speech_commands import load_noises
-    from tinykws.features import Normalization
-    from tinykws.train import TrainingData
+    from tinykws.features.frontend import Normalization
+    from tinykws.train.loop import TrainingData
 
     dataset = load_run_dataset(run)
     _, train_waves, train_feats, train_labels = split_arrays(run, "train")
@@ -130,8 +130,8 @@ def stage_train(run) -> dict:
     import torch
 
     from tinykws.models import build_model, count_macs, count_params, model_config
-    from tinykws.report.plots import plot_history
-    from tinykws.train import fit
+    from tinykws.plots import plot_history
+    from tinykws.train.loop import fit
 
     data = training_data(run)
     labels = load_run_dataset(run).labels
@@ -159,10 +159,10 @@ def stage_train(run) -> dict:
 
 def stage_evaluate(run) -> dict:
     """Score the run's final model on each split of `[evaluate] splits`."""
-    from tinykws.evaluate import EvalData, evaluate
     from tinykws.io import write_json
-    from tinykws.predictor import load_predictor
-    from tinykws.report.plots import plot_confusion
+    from tinykws.measure.predictors import load_predictor
+    from tinykws.plots import plot_confusion
+    from tinykws.train.evaluate import EvalData, evaluate
 
     predictor = load_predictor(run.dir)
     dataset = load_run_dataset(run)
