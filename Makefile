@@ -1,11 +1,12 @@
 # make demo  - install everything, then run the demo recipe end to end
-# make test  - install everything, then run the test suite
+# make test  - install everything, then run the test suite and the docstring examples
+# make lint  - ruff (lint + format) and the import contracts between layers (lint-imports)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := espeak-ng flite sox gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libportaudio2
+DEBIAN_PACKAGES := python3-venv gcc espeak-ng flite sox gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm libportaudio2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install system-deps demo test test-fast lint bench clean
@@ -30,15 +31,19 @@ $(STAMP): pyproject.toml
 demo: install
 	$(BIN)/tinykws run recipes/demo.toml --out runs/demo
 
+# pytest's testpaths and --doctest-modules (pyproject.toml) add the docstring examples.
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(PYTEST)
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 bench: install
 	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

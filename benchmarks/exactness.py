@@ -27,7 +27,7 @@ import numpy as np
 
 from tinykws.checkpoint import load_checkpoint
 from tinykws.errors import TinyKWSError
-from tinykws.ir.graph import IntGraph
+from tinykws.ir.graph import Graph
 from tinykws.ir.interpret import interpret
 from tinykws.measure.predictors import normalization
 from tinykws.measure.runtimes import (
@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def graph_logits(graph: IntGraph, meta: dict, features: np.ndarray, runtime: str) -> np.ndarray:
+def graph_logits(graph: Graph, meta: dict, features: np.ndarray, runtime: str) -> np.ndarray:
     """The integer graph's dequantized logits of every clip."""
     out = [
         interpret(graph, batch.numpy().transpose(0, 2, 3, 1), runtime=runtime)["logits"]
@@ -90,7 +90,7 @@ def main() -> None:
     graph_path = args.run / "quantize" / "model.json"
     if not graph_path.is_file():
         raise SystemExit(f"error: {graph_path}: no integer graph (run the quantize stage first)")
-    graph = IntGraph.load(graph_path)
+    graph = Graph.load(graph_path)
     step = graph.tensor(graph.producer(graph.outputs[0]).inputs[0]).scale[0]
     meta = load_checkpoint(graph_path.with_suffix(".safetensors"))[1]
     runs = file_runs(args.run, meta)
@@ -113,7 +113,7 @@ def main() -> None:
         trace_ops(graph, meta, features[: args.trace])
 
 
-def trace_ops(graph: IntGraph, meta: dict, features: np.ndarray, resolver: str = "AUTO") -> None:
+def trace_ops(graph: Graph, meta: dict, features: np.ndarray, resolver: str = "AUTO") -> None:
     """Print each op whose int8 output in LiteRT's `resolver` kernels differs from the graph's."""
     import copy
 

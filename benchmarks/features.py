@@ -1,7 +1,7 @@
 """Front-end throughput: tinykws's batched torch path vs librosa clip by clip, same parameters.
 
 Prints clips/s for the 98x40 log-mel preset (30 ms / 10 ms, 512-point FFT, 40 HTK mel bands,
-ln(x + 1e-6)) computed by `FrontEnd.torch` on batches, by librosa one clip at a time, and by the
+ln(x + 1e-6)) computed by `batch_features` on batches, by librosa one clip at a time, and by the
 numpy reference one clip at a time: the median and best rate over rounds that interleave the
 paths, and the ratios of the medians. The ratios hold on a shared machine; absolute numbers move
 with its load (target: >= 2,000 clips/s for the torch path on 2 idle cores). The largest
@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from tinykws.features.batch import batch_features
 from tinykws.features.frontend import FrontEnd, frontend_config
 
 
@@ -88,7 +89,7 @@ def measure(frontend: FrontEnd, clips: np.ndarray, args: argparse.Namespace) -> 
     }
 
     def batched(batch: np.ndarray) -> None:
-        frontend.torch(torch.from_numpy(batch))
+        batch_features(frontend, torch.from_numpy(batch))
 
     batched(clips[:2])  # warm-up: torch copies of the matrices, librosa's filterbank cache
     for compute in per_clip.values():

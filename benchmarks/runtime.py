@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from tinykws.export.float_graph import lower_float
-from tinykws.export.onnx import onnx_float_bytes, onnx_graph_bytes
+from tinykws.export.onnx import onnx_graph_bytes
+from tinykws.export.onnx_torch import onnx_float_bytes
 from tinykws.export.tflite import tflite_bytes
 from tinykws.features.frontend import Normalization
 from tinykws.ir.transform import with_io_dtype

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from tinykws.data.augment import AugmentConfig
-from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
+from tinykws.features.batch import compute_features
+from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 from tinykws.models import build_model, model_config
 from tinykws.train.loop import TrainConfig, TrainingData, fit
 

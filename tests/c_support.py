@@ -7,7 +7,7 @@ import pytest
 
 from tinykws.export.c import export_c
 from tinykws.export.c.build import CModel, arm_compiler, build_shared_library, host_compiler
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights, interpret
+from tinykws.ir import GraphBuilder, QuantParams, Weights, interpret
 from tinykws.ir.transform import with_io_dtype
 
 needs_gcc = pytest.mark.skipif(host_compiler() is None, reason="gcc is not installed")
@@ -30,7 +30,7 @@ def random_weights(rng, shape, axis: int, bits: int = 8, density: float = 1.0) -
 
 def every_op_graph(rng, bits: int = 8, density: float = 1.0, name: str = "every_op"):
     """One graph using every op the C backend runs (float boundary, softmax at the end)."""
-    b = IntGraphBuilder(name)
+    b = GraphBuilder(name)
     x = b.input("features", (1, 12, 8, 1))
     q = b.quantize(x, QuantParams(0.05, -3))
     w = lambda shape, axis: random_weights(rng, shape, axis, bits, density)  # noqa: E731

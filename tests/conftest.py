@@ -25,6 +25,14 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that reads the development clips carries the `devdata` marker, so that
+    `-m "not devdata"` deselects exactly the tests the `dev_data` fixture would skip."""
+    for item in items:
+        if "dev_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.devdata)
+
+
 def tone_clip(word_index: int, speaker: int, rng: np.random.Generator) -> np.ndarray:
     """A 1 s 16 kHz clip: a word-specific two-tone chirp, speaker-specific pitch, random offset."""
     t = np.arange(8000) / 16000
@@ -66,7 +74,8 @@ def tone_corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def dev_data() -> Path:
-    """The real Speech Commands development clips; skips the test when they are absent."""
+    """The real Speech Commands development clips (../shared/data/speech_commands_dev); skips
+    the test when they are absent. Tests using it are marked `devdata`."""
     if not DEV_DATA.is_dir():
         pytest.skip("../shared/data/speech_commands_dev is not present")
     return DEV_DATA

@@ -55,7 +55,8 @@ class ToneData:
 @functools.lru_cache(maxsize=1)
 def _tone_data(root: str) -> ToneData:
     from tinykws.data.speech_commands import DataConfig, load_dataset, load_waveforms
-    from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.features.batch import compute_features
+    from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 
     data_config = DataConfig(preset="12", unknown_fraction=1.0)
     dataset = load_dataset(root, data_config)
@@ -174,7 +175,7 @@ def save_float(tone_corpus, family: str, path):
 def save_quantized(tone_corpus, family: str, path, weight_bits: int = 8, method: str = "ptq"):
     """Write the quantized model (and its graph) as `tinykws quantize` does; returns the path."""
     from tinykws.quant.files import save_quantized as save
-    from tinykws.quant.workflow import lower_if_possible
+    from tinykws.quant.scoring import lower_if_possible
 
     model = trained_model(tone_corpus, family)
     quantized = quantized_model(tone_corpus, family, weight_bits, method)

@@ -8,7 +8,8 @@ import numpy as np
 def tone_training_data(root, frontend: str = "mfcc"):
     """`TrainingData` (train and validation splits) of the tone corpus at `root`."""
     from tinykws.data.speech_commands import DataConfig, load_dataset, load_noises, load_waveforms
-    from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.features.batch import compute_features
+    from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
     from tinykws.train.loop import TrainingData
 
     dataset = load_dataset(root, DataConfig(preset="12", unknown_fraction=1.0))

@@ -176,7 +176,6 @@ def test_streamed_wav_with_unknown_length_is_accepted(tmp_path):
 
 
 def test_cli_bad_clip_exits_2_with_one_error_line(tmp_path, capsys):
-    pytest.importorskip("tinykws.report.clip")
     write_bad_files(tmp_path / "bad")
     for name in ("empty.wav", "nan.wav", "cut_data.wav"):
         code = main(

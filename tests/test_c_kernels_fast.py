@@ -25,7 +25,7 @@ from c_support import assert_c_equals_interpreter, needs_arm_gcc, needs_gcc
 from tinykws.export.c import export_c
 from tinykws.export.c.emit import fold_input_offset
 from tinykws.export.c.mcu import emulate_cortex_m4, qemu_binary
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights
+from tinykws.ir import GraphBuilder, QuantParams, Weights
 
 needs_qemu = pytest.mark.skipif(qemu_binary() is None, reason="qemu-system-arm is not installed")
 OUT = QuantParams(0.05, -7)  # every layer's output: the concatenation copies them
@@ -46,7 +46,7 @@ def weights(rng, shape, axis: int, bits: int, per_tensor: bool = False) -> Weigh
 
 def side_by_side(name: str, shape, layers, zero_point: int = -3) -> object:
     """A graph applying each layer(builder, x) to one input, outputs flattened and concatenated."""
-    b = IntGraphBuilder(name)
+    b = GraphBuilder(name)
     x = b.input("x", shape, QuantParams(0.05, zero_point))
     flat = []
     for layer in layers:

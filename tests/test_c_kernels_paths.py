@@ -22,7 +22,7 @@ from tinykws.export.c import export_c
 from tinykws.export.c.build import CModel, build_shared_library
 from tinykws.export.c.emit import gathered_windows, scratch_bytes
 from tinykws.export.c.mcu import emulate_cortex_m4, qemu_binary
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights, interpret
+from tinykws.ir import GraphBuilder, QuantParams, Weights, interpret
 from tinykws.ir.plan import plan_arena
 
 needs_qemu = pytest.mark.skipif(qemu_binary() is None, reason="qemu-system-arm is not installed")
@@ -44,7 +44,7 @@ def depthwise_graph(bits: int, activation: str):
     """3 x 3 depthwise layers side by side on (1, 9, 7, 12): padding on every side, stride 2 with
     uneven padding, padding of 2, no padding, and a 3 x 3 input (overhang on both sides)."""
     rng = np.random.default_rng(bits)
-    b = IntGraphBuilder(f"dw{bits}{activation}")
+    b = GraphBuilder(f"dw{bits}{activation}")
     x = b.input("x", (1, 9, 7, 12), QuantParams(0.05, -3))
     small = b.slice(x, (0, 2, 1, 0), (1, 3, 3, 12))
     cases = [
@@ -109,7 +109,7 @@ def conv_graph(channels: int, second: int, bits: int = 8, c_in: int = 4):
     """A 3 x 3 convolution of (1, 10, 8, c_in) into `channels` channels, then a 1 x 1 one into
     `second`: (2, 16): the second layer holds the arena's peak; (32, 2): the first one does."""
     rng = np.random.default_rng(channels)
-    b = IntGraphBuilder(f"conv{channels}_{bits}_{c_in}")
+    b = GraphBuilder(f"conv{channels}_{bits}_{c_in}")
     x = b.input("x", (1, 10, 8, c_in), QuantParams(0.05, -3))
     y = b.conv2d(x, weights(rng, (channels, 3, 3, c_in), 0, bits), OUT, padding="SAME")
     y = b.conv2d(y, weights(rng, (second, 1, 1, channels), 0, bits), OUT, padding="VALID")
@@ -151,7 +151,7 @@ def elementwise_graph():
     """ADD and MUL of (1, 6, 5, 8) with inputs of their own scales (one output scale, as the
     concatenation needs): the same shape, a row broadcast along W (either side), one value per
     channel, one value per pixel."""
-    b = IntGraphBuilder("elementwise")
+    b = GraphBuilder("elementwise")
     x = b.input("x", (1, 6, 5, 8), QuantParams(0.05, -3))
     row = b.mean(x, QuantParams(0.03, 4), axes=(2,))  # (1, 6, 1, 8)
     channel = b.mean(x, QuantParams(0.02, -5))  # (1, 1, 1, 8)

@@ -181,7 +181,8 @@ def exported_run(tone_corpus, tmp_path_factory):
     from support import tone_run
 
     from tinykws.run.pipeline import Run
-    from tinykws.run.stages.export import stage_check, stage_export
+    from tinykws.run.stages.check import stage_check
+    from tinykws.run.stages.export import stage_export
     from tinykws.run.stages.quantize import stage_quantize
 
     train = {"epochs": 3, "batch_size": 32, "device": "cpu", "augment": {"enabled": False}}
@@ -234,7 +235,7 @@ def test_export_stage_writes_files_and_figures(exported_run):
 
 
 def test_report_sections(exported_run):
-    from tinykws.run.stages.export import artefacts_section, check_section, metrics_section
+    from tinykws.report.sections import artefacts_section, check_section, metrics_section
 
     run, _ = exported_run
     assert "model.tflite" in artefacts_section(run.dir)
@@ -257,7 +258,7 @@ def test_check_verb_on_the_run(exported_run, capsys):
 
 def test_strict_check_stage_stops_the_run(exported_run):
     from tinykws.errors import ConstraintFailed
-    from tinykws.run.stages.export import stage_check
+    from tinykws.run.stages.check import stage_check
 
     run, _ = exported_run
     strict = dataclasses.replace(run.recipe, extra={"check": {"max_ram": "1B", "strict": True}})
@@ -271,7 +272,8 @@ def test_automatic_formats_skip_what_cannot_hold_the_model(tone_corpus, tmp_path
     from export_helpers import save_quantized
 
     from tinykws.log import logger
-    from tinykws.run.exporting import ExportOptions, load_model
+    from tinykws.measure.model_file import load_model
+    from tinykws.run.exporting import ExportOptions
     from tinykws.run.stages.export import ExportStageConfig, _export_all
 
     source = save_quantized(tone_corpus, "tinyconv", tmp_path / "d.safetensors", method="dynamic")

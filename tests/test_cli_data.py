@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,6 @@ from tinykws.cli import main
 from tinykws.data import download as download_module
 from tinykws.data.audio import write_wav
 from tinykws.data.download import URL_ENV, Archive
-
-DEV_DATA = Path(__file__).resolve().parents[2] / "shared/data/speech_commands_dev"
 
 
 def table_rows(text: str) -> dict[str, list[str]]:
@@ -51,21 +48,19 @@ def test_stats_prints_counts_per_split_and_class(tmp_path, capsys):
 
 
 @pytest.mark.devdata
-def test_stats_on_the_dev_data_is_fast_and_correct(capsys):
-    if not DEV_DATA.is_dir():
-        pytest.skip("../shared/data/speech_commands_dev is not present")
+def test_stats_on_the_dev_data_is_fast_and_correct(dev_data, capsys):
     start = time.perf_counter()
-    code = main(["data", "stats", str(DEV_DATA), "--preset", "real10"])
+    code = main(["data", "stats", str(dev_data), "--preset", "real10"])
     elapsed_s = time.perf_counter() - start
     rows = table_rows(capsys.readouterr().out)
     assert code == 0
     assert elapsed_s < 5.0  # nothing is decoded: listing 5,266 files takes well under a second
-    validation = (DEV_DATA / "validation_list.txt").read_text().split()
-    testing = (DEV_DATA / "testing_list.txt").read_text().split()
+    validation = (dev_data / "validation_list.txt").read_text().split()
+    testing = (dev_data / "testing_list.txt").read_text().split()
     for word in ("yes", "no", "up", "down", "left", "right", "stop", "go"):
         n_val = sum(p.startswith(f"{word}/") for p in validation)
         n_test = sum(p.startswith(f"{word}/") for p in testing)
-        n_all = len(list((DEV_DATA / word).iterdir()))
+        n_all = len(list((dev_data / word).iterdir()))
         assert rows[word][:4] == [str(n_all - n_val - n_test), str(n_val), str(n_test), str(n_all)]
 
 
@@ -103,7 +98,6 @@ def test_download_verb_success_and_checksum_error(server, tmp_path, capsys, monk
 
 
 def test_show_writes_a_png_and_rejects_a_bad_clip(tmp_path, capsys):
-    pytest.importorskip("tinykws.report.clip")
     write_wav(tmp_path / "a.wav", np.sin(np.arange(16000) / 5).astype(np.float32) * 0.3)
     assert main(["data", "show", str(tmp_path / "a.wav"), "--out", str(tmp_path / "a.png")]) == 0
     assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,7 +110,6 @@ def test_show_writes_a_png_and_rejects_a_bad_clip(tmp_path, capsys):
 @pytest.mark.slow
 @pytest.mark.tts
 def test_synth_then_stats(tmp_path, capsys):
-    pytest.importorskip("tinykws.data.synth")
     out = tmp_path / "synth"
     code = main(["data", "synth", str(out), "--per-word", "1", "--jobs", "2", "--words", "finesse"])
     assert code == 0, capsys.readouterr().err

@@ -75,7 +75,7 @@ def test_data_show_draws_what_every_front_end_computes(sweep_wav, tmp_path, caps
     the torch path: the two agree within 1e-4 (tests/test_features.py)."""
     from tinykws.cli import main
     from tinykws.data.audio import pad_or_trim, read_audio
-    from tinykws.features.frontend import compute_features
+    from tinykws.features.batch import compute_features
 
     out = tmp_path / f"{name}.png"
     assert main(["data", "show", str(sweep_wav), "--out", str(out), "--frontend", name]) == 0

@@ -1,6 +1,6 @@
 """Generated C network == tinykws.ir.interpret, exactly (atol = 0), on many random inputs.
 
-Graphs are built with IntGraphBuilder from random weights spanning each bit width's full range
+Graphs are built with GraphBuilder from random weights spanning each bit width's full range
 (int8, packed 4-bit, packed 2-bit), dense and sparse, and compiled with
 `gcc -std=c99 -Wall -Wextra -Werror -O2`; the C int8 outputs must equal the interpreter's.
 """
@@ -25,7 +25,7 @@ from tinykws.export.c import emit, export_c
 from tinykws.export.c.carray import c_float, pack_values
 from tinykws.export.c.emit import scratch_bytes
 from tinykws.export.c.sparse import choose_encoding, encode_sparse
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights
+from tinykws.ir import GraphBuilder, QuantParams, Weights
 from tinykws.ir.plan import plan_arena
 from tinykws.ir.transform import with_io_dtype
 
@@ -72,7 +72,7 @@ def test_sparse_kernels_on_dense_weights(tmp_path, bits):
 def _broadcast_graph(rng):
     """int8 boundary, per-tensor weights, broadcast ADD, a RESHAPE that must copy (its input is
     read again later), multi-row SOFTMAX, 5-bit weights."""
-    b = IntGraphBuilder("broadcast")
+    b = GraphBuilder("broadcast")
     x = b.input("x", (1, 6, 5, 3), QuantParams(0.04, 7))
     y = b.conv2d(
         x,
@@ -108,7 +108,7 @@ def _banded_graph(rng, bits: int):
     CONCATENATION of the bands, pooling over the bins, SiLU (LOGISTIC then MUL), MUL and ADD
     broadcasting (1, T, 1, C) and (1, 1, 1, C) onto (1, T, F, C), CONCATENATION along the
     channels and the frames, SLICE along every axis."""
-    b = IntGraphBuilder("banded")
+    b = GraphBuilder("banded")
     x = b.input("x", (1, 7, 12, 3), QuantParams(0.05, 4))
     padded = b.pad(x, [(0, 0), (0, 0), (1, 1), (0, 0)])
     bands = [
@@ -143,7 +143,7 @@ def test_bcresnet_ops_equal_interpreter(tmp_path, bits):
 @pytest.mark.parametrize("scale", [0.01, 0.06, 0.5])
 def test_logistic_table_over_scales(tmp_path, scale):
     """Every int8 input (300 x 256 random values) through the table, at several input scales."""
-    b = IntGraphBuilder("logistic")
+    b = GraphBuilder("logistic")
     x = b.input("x", (1, 2, 128), QuantParams(scale, 9))
     assert_c_equals_interpreter(b.build([b.logistic(x)]), tmp_path, n=300, seed=int(scale * 100))
 
@@ -190,7 +190,7 @@ def test_unsupported_op_is_refused_and_nothing_written(tmp_path, monkeypatch):
 
 
 def test_float_ops_inside_are_refused(tmp_path):
-    b = IntGraphBuilder("mixed")
+    b = GraphBuilder("mixed")
     x = b.input("x", (1, 4), QuantParams(0.1, 0))
     y = b.quantize(b.dequantize(x, name="to_float"), QuantParams(0.2, 0))
     with pytest.raises(TinyKWSError, match="op 0 DEQUANTIZE 'to_float'.*int8 graphs only"):
@@ -201,7 +201,7 @@ def test_bad_labels_and_outputs_are_refused(tmp_path):
     graph = every_op_graph(np.random.default_rng(0))
     with pytest.raises(TinyKWSError, match="3 labels for 10 outputs"):
         export_c(graph, tmp_path, labels=["a", "b", "c"])
-    b = IntGraphBuilder("two")
+    b = GraphBuilder("two")
     x = b.input("x", (1, 4), QuantParams(0.1, 0))
     with pytest.raises(TinyKWSError, match="exactly one input and one output"):
         export_c(b.build([b.softmax(x), b.reshape(x, (1, 2, 2))]), tmp_path)
@@ -283,7 +283,7 @@ def test_requantization_matches_fixed_point_specification(tmp_path):
 @pytest.mark.parametrize("scale", [0.004, 0.05, 0.3, 2.0])
 def test_softmax_over_scales(tmp_path, scale):
     """Rows with ties, saturated values and differences below diff_min, at several scales."""
-    b = IntGraphBuilder("softmax")
+    b = GraphBuilder("softmax")
     x = b.input("x", (1, 3, 37), QuantParams(scale, -7))
     graph = b.build([b.softmax(x)])
     assert_c_equals_interpreter(graph, tmp_path, n=400, seed=int(scale * 1000))

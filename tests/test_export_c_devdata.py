@@ -34,18 +34,14 @@ from tinykws.quant import QuantConfig, QuantData, quantize
 from tinykws.quant.lower import lower
 
 pytestmark = [pytest.mark.devdata, pytest.mark.slow]
-DEV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech_commands_dev"
 N_CLIPS = 200
 
 
 @pytest.fixture(scope="module")
-def validation_clips() -> list[Path]:
+def validation_clips(dev_data) -> list[Path]:
     """N_CLIPS clips of the validation list, spread over the list (deterministic)."""
-    listing = DEV_DATA / "validation_list.txt"
-    if not listing.is_file():
-        pytest.skip("../shared/data/speech_commands_dev is not present")
-    names = sorted(listing.read_text().split())
-    paths = [DEV_DATA / n for n in names[:: max(1, len(names) // N_CLIPS)]][:N_CLIPS]
+    names = sorted((dev_data / "validation_list.txt").read_text().split())
+    paths = [dev_data / n for n in names[:: max(1, len(names) // N_CLIPS)]][:N_CLIPS]
     return [p for p in paths if p.is_file()]
 
 

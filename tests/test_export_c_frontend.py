@@ -21,7 +21,7 @@ from tinykws.data.audio import to_float32, to_int16
 from tinykws.errors import TinyKWSError
 from tinykws.export.c import export_c
 from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
-from tinykws.ir import IntGraphBuilder, QuantParams
+from tinykws.ir import GraphBuilder, QuantParams
 from tinykws.ir.kernels import quantize_f32_s8
 
 FEATURE_TOLERANCE = 1e-3
@@ -33,7 +33,7 @@ INPUT_QPARAMS = QuantParams(0.04, -6)
 def feature_graph(frontend: FrontEnd):
     """The smallest graph taking the front end's features: QUANTIZE then a global MEAN."""
     frames, bins = frontend.output_shape
-    b = IntGraphBuilder("features")
+    b = GraphBuilder("features")
     x = b.input("features", (1, frames, bins, 1))
     q = b.quantize(x, INPUT_QPARAMS)
     return b.build([b.mean(q, QuantParams(0.05, 0), keep_dims=False)])

@@ -10,9 +10,6 @@ from export_helpers import save_float, save_quantized, tone_data
 
 from tinykws.cli import main
 
-pytest.importorskip("ai_edge_litert.interpreter")
-pytest.importorskip("onnxruntime")
-
 
 @pytest.fixture(scope="module")
 def tone(tone_corpus):

@@ -15,6 +15,7 @@ blocks; its outputs are checked on average and by top-1 agreement.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from export_helpers import (
@@ -32,9 +33,6 @@ from tinykws.errors import TinyKWSError
 from tinykws.export.onnx import read_onnx_metadata
 from tinykws.measure.runtimes import ONNXRunner, load_onnx_predictor
 from tinykws.run.exporting import ExportOptions, export_model
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,13 @@ every clip of the validation split (and, for more cases, of the train split) goe
   within 1 LSB. The families that learn the tones well (flatten heads) must agree on >= 98.5 %
   of clips (measured: commandnet 154 of 156, its two flips at 1-step ties, of the 3 clips with
   such ties; 156 of 156 when its convs ran in LiteRT's builtin kernels); the global-average
-  ones cannot tell tones apart by absolute frequency, so their scores are nearly tied and only
-  the 1 LSB bound (and flips only at such near-ties) is asserted. BC-ResNet is the exception to
-  the 1 LSB bound: each XNNPACK op is within 1 LSB (tests/test_tflite_ops.py), but its blocks
-  multiply a step of the bin average by the gain of the temporal conv and of x * sigmoid(x), so
-  steps grow along the network; its end-to-end agreement is asserted instead.
+  ones cannot tell tones apart by absolute frequency, so their scores are nearly tied (the two
+  best within 2 steps on 76 of 156 clips for dscnn, 70 for cnn3_gap) and a step on either of
+  them can flip top-1: they must agree on >= 95 % of clips (measured: dscnn 156 of 156,
+  cnn3_gap 154 of 156), on top of the step bound and flips only at near-ties. BC-ResNet is the
+  exception to the 1 LSB bound: each XNNPACK op is within 1 LSB (tests/test_tflite_ops.py), but
+  its blocks multiply a step of the bin average by the gain of the temporal conv and of
+  x * sigmoid(x), so steps grow along the network; its end-to-end agreement is asserted instead.
 Float files match PyTorch to 1e-4. Refusals name the layer and leave nothing behind.
 """
 
@@ -40,8 +42,6 @@ from tinykws.ir.kernels import quantize_f32_s8
 from tinykws.ir.transform import with_io_dtype
 from tinykws.run.exporting import export_model
 
-pytest.importorskip("ai_edge_litert.interpreter")
-
 
 @pytest.fixture(scope="module")
 def tone(tone_corpus):
@@ -55,6 +55,7 @@ def _int8_inputs(graph, x_nchw: np.ndarray) -> np.ndarray:
 
 
 WELL_TRAINED = ("tinyconv", "commandnet", "cnn3")
+NEARLY_TIED_AGREEMENT = 0.95  # global-average heads: see the module docstring
 
 
 def _assert_litert_matches(
@@ -87,7 +88,10 @@ def test_int8_file_equals_interpreter_on_every_clip(tone, tone_corpus, family):
     graph = int8_graph(tone_corpus, family)
     x = np.concatenate([tone.inputs("validation"), tone.inputs("train")])
     _assert_litert_matches(
-        graph, x, 0.985 if family in WELL_TRAINED else 0.0, bounded=family != "bcresnet"
+        graph,
+        x,
+        0.985 if family in WELL_TRAINED else NEARLY_TIED_AGREEMENT,
+        bounded=family != "bcresnet",
     )
 
 
@@ -175,7 +179,7 @@ def test_narrow_weights_refused_naming_the_layer(tone, tone_corpus, tmp_path):
 
 def _golden_graph():
     """A small DS-CNN-like int8 graph from fixed integers (no training, no torch)."""
-    from tinykws.ir import IntGraphBuilder, QuantParams, Weights
+    from tinykws.ir import GraphBuilder, QuantParams, Weights
 
     rng = np.random.default_rng(2024)
 
@@ -187,7 +191,7 @@ def _golden_graph():
             bias=rng.integers(-500, 500, n).astype(np.int32),
         )
 
-    b = IntGraphBuilder("golden")
+    b = GraphBuilder("golden")
     x = b.input("features", (1, 12, 8, 1), QuantParams(0.1, 3))
     x = b.conv2d(x, weights((8, 3, 3, 1), 0), QuantParams(0.05, -128), stride=2, activation="RELU")
     x = b.depthwise_conv2d(x, weights((1, 3, 3, 8), 3), QuantParams(0.04, -128), activation="RELU6")

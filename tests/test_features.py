@@ -15,6 +15,7 @@ import torch
 
 from tinykws.config import to_dict
 from tinykws.errors import TinyKWSError
+from tinykws.features.batch import batch_features, cached_features, compute_features
 from tinykws.features.filterbanks import (
     FilterbankSpec,
     band_edges_hz,
@@ -29,8 +30,6 @@ from tinykws.features.frontend import (
     FrontEnd,
     FrontEndConfig,
     Normalization,
-    cached_features,
-    compute_features,
     frontend_config,
 )
 
@@ -77,14 +76,14 @@ def test_torch_path_matches_numpy_reference(name, fft_backend):
     # so what remains is float32 rounding of values up to ~14 (log) or ~100 (MFCC c0): ~1e-5.
     frontend = FrontEnd(name)
     reference = frontend.numpy(SIGNALS)
-    batched = frontend.torch(torch.from_numpy(SIGNALS), fft_backend=fft_backend)
+    batched = batch_features(frontend, torch.from_numpy(SIGNALS), fft_backend=fft_backend)
     assert batched.dtype == torch.float32
     np.testing.assert_allclose(batched.numpy(), reference, rtol=0, atol=1e-4)
 
 
 def test_torch_path_keeps_a_single_clip_unbatched():
     frontend = FrontEnd("logmel")
-    one = frontend.torch(torch.from_numpy(SIGNALS[0]))
+    one = batch_features(frontend, torch.from_numpy(SIGNALS[0]))
     assert one.shape == (98, 40)
     np.testing.assert_allclose(one.numpy(), frontend.numpy(SIGNALS[0]), rtol=0, atol=1e-4)
 
@@ -92,7 +91,7 @@ def test_torch_path_keeps_a_single_clip_unbatched():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_torch_path_runs_on_cuda():
     frontend = FrontEnd("cnn3")
-    out = frontend.torch(torch.from_numpy(SIGNALS).cuda())
+    out = batch_features(frontend, torch.from_numpy(SIGNALS).cuda())
     assert out.device.type == "cuda"
     np.testing.assert_allclose(out.cpu().numpy(), frontend.numpy(SIGNALS), rtol=0, atol=1e-4)
 
@@ -249,7 +248,7 @@ def test_bad_samples_are_one_line_errors():
     with pytest.raises(TinyKWSError, match="must be float"):
         frontend.numpy(np.zeros(16000, np.int16))
     with pytest.raises(TinyKWSError, match="floating-point torch tensor"):
-        frontend.torch(np.zeros((1, 16000), np.float32))
+        batch_features(frontend, np.zeros((1, 16000), np.float32))
 
 
 def test_normalization_fit_matches_numpy_statistics():
@@ -287,7 +286,7 @@ def test_compute_features_uses_torch_path_on_int16_batches():
 
 
 def test_cached_features_reuse_same_key_and_rebuild_on_change(tmp_path, monkeypatch):
-    import tinykws.features.frontend as features_module
+    import tinykws.features.batch as features_module
 
     waveforms = np.round(SIGNALS[:3] * 32000).astype(np.int16)
     first = cached_features(tmp_path, "logmel", waveforms, "clips-a")

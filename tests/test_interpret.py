@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from tinykws.errors import TinyKWSError
-from tinykws.ir import IntGraph, IntGraphBuilder, QuantParams, Weights, interpret, quantize_bias
+from tinykws.ir import Graph, GraphBuilder, QuantParams, Weights, interpret, quantize_bias
 from tinykws.ir.transform import with_io_dtype
 
 
-def _run(builder: IntGraphBuilder, y: str, x) -> np.ndarray:
+def _run(builder: GraphBuilder, y: str, x) -> np.ndarray:
     return interpret(builder.build([y]), x)[y]
 
 
 def _fc(x_q: QuantParams, w, scales, bias, out_q: QuantParams, activation="NONE"):
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, np.shape(w)[1]), x_q)
     weights = Weights(np.array(w, np.int8), scales=scales, bias=np.array(bias, np.int32))
     return b, b.fully_connected(x, weights, out_q, activation=activation)
@@ -86,7 +86,7 @@ def test_fused_activations(activation, expected):
 def test_conv2d_same_padding_skips_padded_pixels():
     # 3x3 input of (x - zp) = 1 everywhere, 3x3 kernel of ones, SAME, stride 1: each output sums
     # the in-bounds pixels only (corner 4, edge 6, centre 9); real multiplier 1 (scales 1, 1, 1).
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 3, 3, 1), QuantParams(1.0, -5))
     w = Weights(np.ones((1, 3, 3, 1), np.int8), scales=(1.0,))
     y = b.conv2d(x, w, QuantParams(1.0, 0), padding="SAME")
@@ -97,7 +97,7 @@ def test_conv2d_same_padding_skips_padded_pixels():
 def test_conv2d_stride_and_explicit_pads():
     # 1x4 row [1, 2, 3, 4], kernel [1, 1] (1x2), stride 2, pads left 1: windows [0|1], [2, 3]
     # and ... out width = (4 + 1 - 2) // 2 + 1 = 2 -> [1, 5].
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 1, 4, 1), QuantParams(1.0, 0))
     w = Weights(np.ones((1, 1, 2, 1), np.int8), scales=(1.0,))
     y = b.conv2d(x, w, QuantParams(1.0, 0), stride=(1, 2), padding=(0, 0, 1, 0))
@@ -111,7 +111,7 @@ def test_conv2d_stride_and_explicit_pads():
 def test_depthwise_multiplier_maps_output_to_input_channels():
     # input channels [2, 3], depth multiplier 2, 1x1 weights [1, -1, 10, 1]:
     # outputs [2*1, 2*-1, 3*10, 3*1] = [2, -2, 30, 3].
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 1, 1, 2), QuantParams(1.0, 0))
     w = Weights(np.array([1, -1, 10, 1], np.int8).reshape(1, 1, 1, 4), scales=(1.0,) * 4)
     y = b.depthwise_conv2d(x, w, QuantParams(1.0, 0), depth_multiplier=2)
@@ -125,7 +125,7 @@ def test_depthwise_multiplier_maps_output_to_input_channels():
 
 def test_average_pool_rounds_half_away_from_zero():
     # windows of two pixels: sums 3, -3, 4, -1 -> (3+1)//2 = 2, (-3-1)/2 = -2, 2, (-1-1)/2 = -1.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 1, 8, 1), QuantParams(1.0, 0))
     y = b.avg_pool2d(x, (1, 2))
     values = np.array([1, 2, -1, -2, 2, 2, 0, -1], np.int8).reshape(1, 1, 8, 1)
@@ -135,14 +135,14 @@ def test_average_pool_rounds_half_away_from_zero():
 def test_average_pool_same_counts_only_inbounds_pixels():
     # 1x3 row [3, 3, 6], 1x2 window, stride 2, SAME: pads right 1 -> windows [3, 3] and [6]
     # -> averages 3 and 6 (the padded pixel is not counted).
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 1, 3, 1), QuantParams(1.0, 0))
     y = b.avg_pool2d(x, (1, 2), padding="SAME")
     assert _run(b, y, np.array([3, 3, 6], np.int8).reshape(1, 1, 3, 1)).ravel().tolist() == [3, 6]
 
 
 def test_max_pool_with_relu_clamps_at_zero_point():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 2, 2, 1), QuantParams(0.5, -10))
     y = b.max_pool2d(x, 2, activation="RELU")
     assert _run(b, y, np.array([-50, -40, -20, -30], np.int8).reshape(1, 2, 2, 1)).item() == -10
@@ -153,7 +153,7 @@ def test_mean_requantizes_with_folded_division():
     # 2^32 / 4 = 2^30, shift -2, i.e. 0.125.  Channel 0: sum(x) - zp * n = 14 - 4 = 10;
     # 10 * 2^30 / 2^31 = 5, then 5 / 4 = 1.25 -> 1; + output zp 3 -> 4.
     # Channel 1: -2 - 4 = -6 -> -3 -> -0.75 -> -1; + 3 -> 2.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 2, 2, 2), QuantParams(1.0, 1))
     y = b.mean(x, QuantParams(2.0, 3), keep_dims=False)
     values = np.array([[2, 0], [3, -1], [4, 0], [5, -1]], np.int8).reshape(1, 2, 2, 2)
@@ -162,7 +162,7 @@ def test_mean_requantizes_with_folded_division():
 
 def test_add_rescales_and_saturates():
     # scales all 1, zero points 0: 3 + 4 = 7; 100 + 100 saturates at 127; -100 - 100 at -128.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     p, q = b.input("p", (1, 3), QuantParams(1.0, 0)), b.input("q", (1, 3), QuantParams(1.0, 0))
     y = b.add(p, q, QuantParams(1.0, 0))
     out = interpret(
@@ -174,7 +174,7 @@ def test_add_rescales_and_saturates():
 
 def test_add_with_different_scales():
     # p = 0.5 * (6 - 2) = 2.0, q = 0.25 * 6 = 1.5, sum 3.5 at scale 0.5 (zp -1) -> 7 - 1 = 6.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     p, q = b.input("p", (1, 1), QuantParams(0.5, 2)), b.input("q", (1, 1), QuantParams(0.25, 0))
     y = b.add(p, q, QuantParams(0.5, -1))
     out = interpret(b.build([y]), [np.array([[6]], np.int8), np.array([[6]], np.int8)])[y]
@@ -185,7 +185,7 @@ def test_mul_rounds_ties_away_from_zero_broadcasts_and_saturates():
     # a: scale 0.5 zp 1, b: scale 0.25 zp 0, out: scale 0.5 zp -2 -> multiplier 0.25.
     # With b = 1 broadcast: (11-1) * 1 = 10 -> 2.5 -> 3 (tie away from zero) -> 1;
     # (-9-1) -> -2.5 -> -3 -> -5; (5-1) -> 1 -> -1; (101-1) -> 25 -> 23.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     p, q = b.input("p", (1, 4), QuantParams(0.5, 1)), b.input("q", (1, 1), QuantParams(0.25, 0))
     y = b.mul(p, q, QuantParams(0.5, -2))
     graph = b.build([y])
@@ -205,13 +205,13 @@ def test_logistic_table_and_silu():
     # scale 0.5, zp 0: x = 0 -> 0.5 * 256 = 128 -> 0; x = 1 (q 2) -> 0.731059 * 256 = 187.15 ->
     # 187 - 128 = 59; q 127 -> 0.99999... * 256 rounds to 256 -> 128, clamped to 127;
     # q -128 -> 1.0e-28 * 256 -> 0 -> -128.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 4), QuantParams(0.5, 0))
     y = b.logistic(x)
     assert b.graph.tensor(y).scale == (1 / 256,) and b.graph.tensor(y).zero_point == (-128,)
     assert _run(b, y, np.array([[0, 2, 127, -128]], np.int8)).tolist() == [[0, 59, 127, -128]]
     # SiLU = x * sigmoid(x): 1.0 * 187/256 = 0.7305 at scale 0.1 -> 7.3 -> 7
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 2), QuantParams(0.5, 0))
     y = b.silu(x, QuantParams(0.1, 0), name="act")
     assert [op.type for op in b.graph.ops] == ["LOGISTIC", "MUL"]
@@ -219,7 +219,7 @@ def test_logistic_table_and_silu():
 
 
 def test_slice_and_concatenation_copy():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 2, 5, 1), QuantParams(0.5, 3))
     parts = [b.slice(x, (0, 0, start, 0), (1, 2, 2, 1)) for start in (0, 3)]
     y = b.concatenation(parts, axis=2)
@@ -234,7 +234,7 @@ def test_softmax_uniform_and_saturated_rows():
     # Equal inputs: each exp is 1, sum 4 -> 1/4 = 64/256 -> 64 - 128 = -64.
     # One input far above the rest: its probability 1 -> 256 - 128 saturates at 127; the rest
     # fall below diff_min and are exactly -128.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (2, 4), QuantParams(0.5, 0))
     y = b.softmax(x)
     out = _run(b, y, np.array([[7, 7, 7, 7], [100, -100, -100, -100]], np.int8))
@@ -243,7 +243,7 @@ def test_softmax_uniform_and_saturated_rows():
 
 def test_quantize_rounds_half_away_and_saturates():
     # x / 0.5: 1.25 -> 2.5 -> 3; -1.25 -> -3; 0.75 -> 1.5 -> 2; 1000 -> 127; + zp 1.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 5))
     y = b.quantize(x, QuantParams(0.5, 1))
     out = _run(b, y, np.array([[1.25, -1.25, 0.75, 1000.0, -1000.0]], np.float32))
@@ -251,7 +251,7 @@ def test_quantize_rounds_half_away_and_saturates():
 
 
 def test_requantize_and_dequantize():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 3), QuantParams(0.5, 0))
     q = b.quantize(x, QuantParams(1.0, 5))  # real 0.5: 3 -> 1.5 -> 2 (+5), -3 -> -1 (+5)
     y = b.dequantize(q)
@@ -260,7 +260,7 @@ def test_requantize_and_dequantize():
 
 
 def test_reshape_pad_and_batch():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 2, 2, 1), QuantParams(1.0, 7))
     p = b.pad(x, [(0, 0), (1, 0), (0, 0), (0, 0)])  # padded with the zero point 7
     y = b.reshape(p, (1, 6))
@@ -273,7 +273,7 @@ def test_reshape_pad_and_batch():
 
 
 def test_return_all_and_io_dtype_rewrite():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 2), QuantParams(0.5, 0))
     y = b.softmax(x)
     graph = b.build([y])
@@ -288,7 +288,7 @@ def test_return_all_and_io_dtype_rewrite():
 
 def test_save_load_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
-    b = IntGraphBuilder("roundtrip")
+    b = GraphBuilder("roundtrip")
     x = b.input("x", (1, 5, 5, 2), QuantParams(0.1, -3))
     w = Weights(
         rng.integers(-7, 8, (3, 3, 3, 2)).astype(np.int8),
@@ -300,7 +300,7 @@ def test_save_load_roundtrip(tmp_path):
     graph = b.build([b.softmax(b.mean(y, QuantParams(0.2, 0), keep_dims=False))])
     graph.metadata = {"labels": ["a", "b", "c"]}
     graph.save(tmp_path / "g")
-    loaded = IntGraph.load(tmp_path / "g")
+    loaded = Graph.load(tmp_path / "g")
     assert loaded.metadata == graph.metadata and loaded.tensors["conv_2d_0/weights"].bits == 4
     for a, c in zip(graph.ops, loaded.ops):
         assert a.options == c.options
@@ -314,14 +314,14 @@ def test_save_load_roundtrip(tmp_path):
 
 
 def test_load_refuses_mismatched_or_missing_files(tmp_path):
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     graph = b.build([b.softmax(b.input("x", (1, 2), QuantParams(0.5, 0)))])
     path = graph.save(tmp_path / "model.json")
     (tmp_path / "model.npz").write_bytes(b"not an npz")
     with pytest.raises(TinyKWSError, match="does not match"):
-        IntGraph.load(path)
+        Graph.load(path)
     with pytest.raises(TinyKWSError, match="no such graph"):
-        IntGraph.load(tmp_path / "missing")
+        Graph.load(tmp_path / "missing")
 
 
 @pytest.mark.parametrize(
@@ -355,14 +355,14 @@ def test_load_refuses_mismatched_or_missing_files(tmp_path):
     ],
 )
 def test_builder_errors_name_the_problem(build, message):
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 4, 4, 4), QuantParams(1.0, 0))
     with pytest.raises(TinyKWSError, match=message):
         build(b, x)
 
 
 def test_interpret_rejects_bad_inputs():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     graph = b.build([b.softmax(b.input("x", (1, 2), QuantParams(0.5, 0)))])
     with pytest.raises(TinyKWSError, match="shape"):
         interpret(graph, np.zeros((1, 3), np.int8))
@@ -374,7 +374,7 @@ def test_interpret_rejects_bad_inputs():
 
 def test_float_graph_matches_numpy():
     rng = np.random.default_rng(1)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (2, 6, 6, 3))
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
     bias = rng.standard_normal(4).astype(np.float32)
@@ -389,16 +389,16 @@ def test_float_graph_matches_numpy():
 def test_load_reports_a_corrupted_op(tmp_path):
     import json
 
-    b = IntGraphBuilder("bad")
+    b = GraphBuilder("bad")
     x = b.input("x", (1, 4, 4, 1), QuantParams(1.0, 0))
     path = b.build([b.max_pool2d(x, 2)]).save(tmp_path)
     doc = json.loads(path.read_text())
     del doc["ops"][0]["options"]["pads"]
     path.write_text(json.dumps(doc))
     with pytest.raises(TinyKWSError, match="op 0 MAX_POOL_2D.*malformed options"):
-        IntGraph.load(tmp_path)
+        Graph.load(tmp_path)
     doc["ops"][0]["options"]["pads"] = [1, 0, 1, 0]
     doc["ops"][0]["options"]["padding"] = "SAME"
     path.write_text(json.dumps(doc))
     with pytest.raises(TinyKWSError, match="SAME padding here means"):
-        IntGraph.load(tmp_path)
+        Graph.load(tmp_path)

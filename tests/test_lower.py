@@ -1,4 +1,4 @@
-"""Lowering to the IntGraph: the interpreter reproduces the fake-quant model.
+"""Lowering to the Graph: the interpreter reproduces the fake-quant model.
 
 The fake-quant model rounds as the integer kernels do (twice where TFLite's requantization
 does, MEAN and AVERAGE_POOL on the integer sums), so its values are normally bit-identical to
@@ -19,7 +19,7 @@ from torch import nn
 from tinykws.errors import TinyKWSError
 from tinykws.features.frontend import Normalization
 from tinykws.ir import interpret
-from tinykws.ir.graph import IntGraph
+from tinykws.ir.graph import Graph
 from tinykws.models import build_model, model_config
 from tinykws.models.bcresnet import SubSpectralNorm
 from tinykws.quant import QuantConfig, QuantData, quantize
@@ -192,7 +192,7 @@ def test_graph_round_trips_through_json_and_npz(tmp_path):
         Normalization(mean=(0.0,) * 40, std=(1.0,) * 40),
     )
     graph = lower(quantize(model, QuantConfig(), data), softmax=True)
-    loaded = IntGraph.load(graph.save(tmp_path / "g.json"))
+    loaded = Graph.load(graph.save(tmp_path / "g.json"))
     x = np.random.default_rng(1).normal(size=(5, 49, 40, 1)).astype(np.float32)
     a, b = interpret(graph, x)["logits"], interpret(loaded, x)["logits"]
     assert np.array_equal(a, b) and np.allclose(a.sum(1), 1.0, atol=0.05)  # softmax output

@@ -17,7 +17,7 @@ from tinykws.errors import TinyKWSError
 from tinykws.export.c import export_c
 from tinykws.export.c.generate import op_label
 from tinykws.export.c.mcu import MCU_FILE, emulate_cortex_m4, qemu_binary
-from tinykws.ir import IntGraphBuilder, QuantParams, interpret
+from tinykws.ir import GraphBuilder, QuantParams, interpret
 from tinykws.ir.transform import with_io_dtype
 
 needs_qemu = pytest.mark.skipif(
@@ -81,7 +81,7 @@ def test_counts_are_deterministic_and_guarded(every_op):
 
 
 def softmax_graph(n: int = 8):
-    b = IntGraphBuilder("softmax")
+    b = GraphBuilder("softmax")
     x = b.input("x", (1, n), QuantParams(0.1, 0))
     return b.build([b.softmax(x)])
 
@@ -155,7 +155,7 @@ def test_front_end_runs_first(tmp_path):
     from tinykws.export.c.build import CModel, build_shared_library
 
     rng = np.random.default_rng(0)
-    b = IntGraphBuilder("mfcc_net")
+    b = GraphBuilder("mfcc_net")
     x = b.input("features", (1, 49, 10, 1), QuantParams(0.3, 0))
     y = b.conv2d(x, random_weights(rng, (4, 3, 3, 1), 0), QuantParams(0.2, 0), stride=(4, 2))
     y = b.mean(y, QuantParams(0.1, 0), keep_dims=False)

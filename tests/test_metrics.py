@@ -16,7 +16,7 @@ from export_helpers import (
 )
 
 from tinykws.cli import main
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights
+from tinykws.ir import GraphBuilder, QuantParams, Weights
 from tinykws.ir.plan import no_scratch, plan_arena, tensor_bytes
 from tinykws.measure.metrics import graph_metrics, model_metrics
 
@@ -31,7 +31,7 @@ def _residual_graph():
             scales=np.full(shape[axis], 0.01, np.float32),
         )
 
-    b = IntGraphBuilder("residual")
+    b = GraphBuilder("residual")
     x = b.input("x", (1, 6, 5, 3), QuantParams(0.1, 0))
     a = b.conv2d(x, w((4, 3, 3, 3), 0), QuantParams(0.1, 0))
     c = b.conv2d(a, w((4, 1, 1, 4), 0), QuantParams(0.1, 0))

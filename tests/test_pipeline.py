@@ -116,8 +116,19 @@ def test_evaluate_and_predict_verbs(finished_run, tone_corpus, capsys, tmp_path)
     capsys.readouterr()
     assert main(["predict", str(finished_run / "run"), str(wavs[0]), "--json"]) == 0
     predictions = json.loads(capsys.readouterr().out)
-    assert predictions[0]["path"] == str(wavs[0]) and len(predictions[0]["top_k"]) == 3
-    assert abs(sum(t["probability"] for t in predictions[0]["top_k"]) - 1) < 1.0
+    top3 = predictions[0]["top_k"]
+    assert predictions[0]["path"] == str(wavs[0]) and len(top3) == 3
+    assert predictions[0]["label"] == top3[0]["label"]
+    probabilities = [t["probability"] for t in top3]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
+    capsys.readouterr()
+    assert (
+        main(["predict", str(finished_run / "run"), str(wavs[0]), "--json", "--top-k", "99"]) == 0
+    )
+    every = json.loads(capsys.readouterr().out)[0]["top_k"]
+    assert len({t["label"] for t in every}) == 12 and every[:3] == top3  # preset "12": 12 labels
+    # a softmax over every label, in float64 (JSON keeps every digit): sums to 1 up to rounding
+    assert abs(sum(t["probability"] for t in every) - 1) < 1e-9
 
 
 def test_unknown_recipe_key_is_one_line(tmp_path, tone_corpus, capsys):

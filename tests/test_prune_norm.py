@@ -9,7 +9,7 @@ from prune_helpers import one_thread, quick_train_config, tiny_model, tone_data 
 
 from tinykws.config import from_dict
 from tinykws.errors import TinyKWSError
-from tinykws.prune import PruneConfig, SweepConfig, prune, sweep
+from tinykws.prune import PruneConfig, PruneSweepConfig, prune, sweep
 
 REFERENCE_NORMS = {
     "l1": lambda w: w.abs().sum(1),
@@ -81,7 +81,7 @@ def test_nothing_prunable_is_an_error():
 def test_sweep_records_accuracy_with_and_without_fine_tuning(tone_corpus, tmp_path):
     data = tone_data(tone_corpus, "mfcc")
     model = tiny_model("dscnn", n_classes=12)
-    cfg = SweepConfig(
+    cfg = PruneSweepConfig(
         method="l1", amounts=(0.25, 0.5), fine_tune=quick_train_config(1), latency_runs=3
     )
     result = sweep(model, cfg, data, tmp_path)

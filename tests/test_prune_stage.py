@@ -39,7 +39,8 @@ def one_error_line(capsys) -> str:
 
 
 def test_stage_prunes_retrains_and_reports(trained_run, tmp_path):
-    from tinykws.run.stages.prune import report_section, stage_prune
+    from tinykws.report.sections import prune_section as report_section
+    from tinykws.run.stages.prune import stage_prune
 
     run_dir = tmp_path / "run"
     shutil.copytree(trained_run.dir, run_dir)

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from tinykws.quant import QuantConfig, QuantData, quantize
-from tinykws.quant.workflow import lower_if_possible, score_backends
+from tinykws.quant.scoring import lower_if_possible, score_backends
 
 
 def real_speech_data(root):
     from tinykws.data.speech_commands import DataConfig, load_dataset, load_waveforms
-    from tinykws.features.frontend import FrontEnd, Normalization, compute_features, frontend_config
+    from tinykws.features.batch import compute_features
+    from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
     from tinykws.train.loop import TrainingData
 
     dataset = load_dataset(root, DataConfig(preset="real10", unknown_fraction=0.3))

@@ -21,7 +21,7 @@ from tinykws.quant import QuantConfig, QuantData, quantize
 from tinykws.quant.data import feature_batches
 from tinykws.quant.equalize import equalizable_pairs, equalize, input_ranges, scale_channels
 from tinykws.quant.model import QuantModel
-from tinykws.quant.workflow import lower_if_possible, score_backends
+from tinykws.quant.scoring import lower_if_possible, score_backends
 from tinykws.train.loop import predict_logits
 
 FAMILIES = {
@@ -144,7 +144,8 @@ def test_equalization_undoes_uneven_channels_for_per_tensor_weights(trained):
 
 
 def test_an_equalized_model_lowers_saves_and_reloads_exactly(trained, tmp_path):
-    from tinykws.quant.files import backend_logits, load_quantized, save_quantized
+    from tinykws.quant.files import load_quantized, save_quantized
+    from tinykws.quant.scoring import backend_logits
 
     model, data = trained
     calibration = QuantData(data.train_features[:48], data.normalization)

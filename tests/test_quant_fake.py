@@ -6,7 +6,8 @@ import torch
 
 from tinykws.ir import fixedpoint as fp
 from tinykws.ir import kernels
-from tinykws.ir.builder import quantize_bias as graph_quantize_bias
+from tinykws.ir.params import quantize_bias as graph_quantize_bias
+from tinykws.ir.params import weight_qrange
 from tinykws.quant.fake import (
     activation_qrange,
     affine_qparams,
@@ -14,7 +15,6 @@ from tinykws.quant.fake import (
     quantize_bias,
     quantize_to_int,
     round_half_away,
-    weight_qrange,
 )
 
 

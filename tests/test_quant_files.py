@@ -11,12 +11,12 @@ from quant_support import SMALL_DSCNN, model_meta, tone_data, train_small
 from tinykws.checkpoint import load_checkpoint, save_checkpoint
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
-from tinykws.ir.graph import IntGraph
+from tinykws.ir.graph import Graph
 from tinykws.measure.predictors import load_predictor
 from tinykws.models import build_model, model_config
 from tinykws.quant import QuantConfig, QuantData, quantize
 from tinykws.quant.files import save_quantized
-from tinykws.quant.workflow import lower_if_possible
+from tinykws.quant.scoring import lower_if_possible
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_quantize_verb_then_evaluate_int_and_compare(float_model, tone_corpus, t
     summary = json.loads((out / "summary.json").read_text())
     assert summary["validation"]["agreement"]["fakequant_int"] >= 0.995
     assert summary["compression_ratio"] > 3.0  # float32 -> int8 weights, int32 biases
-    assert IntGraph.load(out / "model.json").metadata["labels"][-1] == "_silence_"
+    assert Graph.load(out / "model.json").metadata["labels"][-1] == "_silence_"
     capsys.readouterr()
     result = tmp_path / "eval.json"
     assert (

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinykws.quant.fake import weight_qrange
+from tinykws.ir.params import weight_qrange
 from tinykws.quant.observers import (
     EntropyObserver,
     MinMaxObserver,

@@ -10,7 +10,7 @@ from quant_support import SMALL_DSCNN, tone_data, train_small
 from tinykws.config import from_dict
 from tinykws.errors import TinyKWSError
 from tinykws.quant import QuantConfig, QuantData, quantize
-from tinykws.quant.workflow import lower_if_possible, score_backends
+from tinykws.quant.scoring import lower_if_possible, score_backends
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,23 @@ def quantize_and_score(model, data, config, clips=None):
     return quantized, score_backends(quantized, graph, features, labels, data.normalization)
 
 
+def assert_lowered_exactly(scores: dict) -> None:
+    """The integer graph computes what the fake-quant model computes, up to rounding ties.
+
+    Both quantize every activation to the same int8 grid; the fake-quant model requantizes in
+    float32, the integer graph with TFLite's Q31 multiplier and shift. The two round differently
+    only where a value lands within float32's error of a half step, so a logit may be one step
+    off (measured on the tone model, 15 configurations x validation or all clips: none in 25
+    of 30 cases, otherwise 1 to 3 of 1,872 logits, or 1 of 156 on the 13 validation clips).
+    Asserted: no logit more than one step off, at most 2 % of logits one step off, and the
+    same top-1 on every clip.
+    """
+    lsb = scores["int_vs_fakequant_lsb"]
+    assert lsb["max"] <= 1 + 1e-5  # float32 division by the output scale
+    assert lsb["mean"] <= 0.02
+    assert scores["agreement"]["fakequant_int"] == 1.0
+
+
 def test_int8_ptq_agrees_with_the_integer_graph(trained):
     model, data = trained
     _, scores = quantize_and_score(model, data, QuantConfig())
@@ -49,8 +66,8 @@ def test_int8_ptq_agrees_with_the_integer_graph(trained):
 def test_every_activation_observer_and_scheme_lowers_exactly(trained, observer, scheme):
     model, data = trained
     config = QuantConfig(activation_observer=observer, activation_scheme=scheme)
-    quantized, scores = quantize_and_score(model, data, config)
-    assert scores["agreement"]["fakequant_int"] >= 0.995
+    quantized, scores = quantize_and_score(model, data, config, all_clips(data))
+    assert_lowered_exactly(scores)
     zero_points = [q.qparams()[1] for q in quantized.module.act.values()]
     assert scheme == "asym" or all(z == 0 for z in zero_points)
 
@@ -68,7 +85,7 @@ def test_every_activation_observer_and_scheme_lowers_exactly(trained, observer, 
 def test_narrow_and_per_tensor_weights_lower_exactly(trained, config):
     model, data = trained
     quantized, scores = quantize_and_score(model, data, config, all_clips(data))
-    assert scores["agreement"]["fakequant_int"] >= 0.995
+    assert_lowered_exactly(scores)
     if config.power_of_two:
         scales = [float(q.scale) for q in quantized.module.act.values()]
         assert all(np.log2(s) == round(np.log2(s)) for s in scales)

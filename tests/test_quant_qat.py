@@ -14,7 +14,7 @@ from tinykws.models import build_model, model_config
 from tinykws.quant import QATConfig, QuantConfig, QuantData, quantize
 from tinykws.quant.model import QuantModel
 from tinykws.quant.observers import MovingAverageObserver
-from tinykws.quant.workflow import lower_if_possible, score_backends
+from tinykws.quant.scoring import lower_if_possible, score_backends
 
 SHAPE = (98, 50)
 CLEAN = AugmentConfig(enabled=False)
@@ -138,7 +138,7 @@ def test_qat_starts_from_the_calibrated_model_and_keeps_its_batchnorm_statistics
 ):
     # With the training statistics frozen from epoch 0 and the ranges fixed, a vanishing
     # learning rate leaves the network exactly as calibrated.
-    from tinykws.quant import qat as qat_module
+    from tinykws.train import loop as qat_module
 
     model, data = trained
     calibration = QuantData(data.train_features[:48], data.normalization, data)

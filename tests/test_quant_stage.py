@@ -11,8 +11,9 @@ from tinykws.checkpoint import load_checkpoint, save_checkpoint
 from tinykws.cli import main
 from tinykws.errors import TinyKWSError
 from tinykws.models import build_model, config_to_dict, model_config
+from tinykws.report.sections import quantize_section as report_section
 from tinykws.run.pipeline import Run, run_recipe
-from tinykws.run.stages.quantize import report_section, stage_quantize
+from tinykws.run.stages.quantize import stage_quantize
 
 MODEL = {"preset": "dscnn_s", "first_filters": 8, "block_filters": [12, 12]}
 

@@ -48,7 +48,7 @@ def test_stored_and_ideal_weight_bytes(bits, stored):
 
 def test_size_table_shows_the_stored_width_and_why():
     from tinykws.quant.sizes import float_memory
-    from tinykws.run.stages.quantize import _size_table
+    from tinykws.report.sections import _size_table
 
     quantized = _quantized(weight_bits=6)
     sizes = {

@@ -87,7 +87,7 @@ def asymmetric(tone, tone_corpus):
 
 
 def test_asymmetric_model_is_scored_in_fake_quantization(asymmetric, tone):
-    from tinykws.quant.workflow import lower_if_possible, score_backends
+    from tinykws.quant.scoring import lower_if_possible, score_backends
 
     _, quantized = asymmetric
     assert not quantized.lowerable and lower_if_possible(quantized) is None
@@ -192,11 +192,11 @@ def test_sweep_over_weight_modes(tone, tone_corpus, tmp_path):
     quantization only, each with its own accuracy."""
     from tinykws.cli import build_parser
     from tinykws.cli.quant import quant_config_from_args
-    from tinykws.quant.sweep import SweepConfig, run_sweep, write_sweep
+    from tinykws.quant.sweep import QuantSweepConfig, run_sweep, write_sweep
 
     line = "quantize m --data d --out o --sweep-bits 4 --weight-modes sym,asym --methods ptq"
     base, sweep = quant_config_from_args(build_parser().parse_args(line.split()))
-    assert sweep == SweepConfig(bits=(4,), methods=("ptq",), weight_modes=("sym", "asym"))
+    assert sweep == QuantSweepConfig(bits=(4,), methods=("ptq",), weight_modes=("sym", "asym"))
     model = trained_model(tone_corpus, "tinyconv")
     data = QuantData(tone.train, tone.normalization)
     rows = run_sweep(model, base, data, tone.validation, tone.validation_y, sweep)

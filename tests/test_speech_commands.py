@@ -31,8 +31,6 @@ from tinykws.data.speech_commands import (
 )
 from tinykws.log import logger
 
-DEV_DATA = Path(__file__).resolve().parents[2] / "shared/data/speech_commands_dev"
-
 
 @pytest.fixture
 def warnings_seen(caplog):
@@ -99,31 +97,27 @@ def test_which_set_reproduces_the_dataset_lists(name, split):
 
 
 @pytest.mark.devdata
-def test_which_set_matches_every_listed_dev_file():
-    if not DEV_DATA.is_dir():
-        pytest.skip("../shared/data/speech_commands_dev is not present")
-    validation = (DEV_DATA / "validation_list.txt").read_text().split()
-    testing = (DEV_DATA / "testing_list.txt").read_text().split()
+def test_which_set_matches_every_listed_dev_file(dev_data):
+    validation = (dev_data / "validation_list.txt").read_text().split()
+    testing = (dev_data / "testing_list.txt").read_text().split()
     assert len(validation) > 600 and len(testing) > 10
     assert {which_set(p) for p in validation} == {"validation"}
     assert {which_set(p) for p in testing} == {"test"}
     listed = {list_key(p) for p in validation + testing}
-    others = [p for p in sorted(DEV_DATA.glob("yes/*.flac")) if f"yes/{p.stem}" not in listed]
+    others = [p for p in sorted(dev_data.glob("yes/*.flac")) if f"yes/{p.stem}" not in listed]
     assert others and {which_set(p.name) for p in others} == {"train"}
 
 
 @pytest.mark.devdata
-def test_dev_data_counts_follow_the_lists():
-    if not DEV_DATA.is_dir():
-        pytest.skip("../shared/data/speech_commands_dev is not present")
-    ds = load_dataset(DEV_DATA, DataConfig(preset="real10"))
+def test_dev_data_counts_follow_the_lists(dev_data):
+    ds = load_dataset(dev_data, DataConfig(preset="real10"))
     assert ds.split_source == "lists"
     validation = Counter(
-        p.split("/")[0] for p in (DEV_DATA / "validation_list.txt").read_text().split()
+        p.split("/")[0] for p in (dev_data / "validation_list.txt").read_text().split()
     )
-    testing = Counter(p.split("/")[0] for p in (DEV_DATA / "testing_list.txt").read_text().split())
+    testing = Counter(p.split("/")[0] for p in (dev_data / "testing_list.txt").read_text().split())
     for word in ("yes", "no", "up", "down", "left", "right", "stop", "go"):
-        on_disk = len(list((DEV_DATA / word).glob("*.flac")))
+        on_disk = len(list((dev_data / word).glob("*.flac")))
         assert ds.class_counts("validation")[word] == validation[word]
         assert ds.class_counts("test")[word] == testing[word]
         assert ds.class_counts("train")[word] == on_disk - validation[word] - testing[word]

@@ -13,7 +13,7 @@ from tinykws.export.c import export_c
 from tinykws.features.incremental import StreamingFrontEnd
 from tinykws.ir import interpret
 from tinykws.ir.kernels import quantize_f32_s8
-from tinykws.quant.files import GraphPredictor
+from tinykws.measure.predictors import GraphPredictor
 from tinykws.stream.detector import detect
 from tinykws.stream.native import build_kws_stream, read_trace, run_kws_stream
 from tinykws.stream.testing import tiny_graph, tone_stream

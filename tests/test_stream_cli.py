@@ -136,7 +136,7 @@ def exported(tone_corpus, tmp_path_factory):
     from tinykws.config import to_dict
     from tinykws.features.frontend import frontend_config
     from tinykws.quant.files import save_quantized
-    from tinykws.quant.workflow import lower_if_possible
+    from tinykws.quant.scoring import lower_if_possible
 
     folder = tmp_path_factory.mktemp("exported")
     meta = checkpoint_meta(trained_model(tone_corpus, "tinyconv"), tone_data(tone_corpus))
@@ -184,6 +184,7 @@ def test_every_backend_streams(exported, tone_corpus, tmp_path):
 def test_stream_stage_in_a_recipe(tone_corpus, tmp_path):
     from support import tone_run
 
+    from tinykws.report.html import report_run
     from tinykws.run.pipeline import run_recipe
     from tinykws.run.recipe import parse
 
@@ -191,7 +192,7 @@ def test_stream_stage_in_a_recipe(tone_corpus, tmp_path):
     recipe, run_dir = tone_run(tone_corpus, tmp_path, "micro", model, {"epochs": 2})
     raw = recipe.to_dict() | {"stages": ["data", "train", "stream", "report"]}
     raw["stream"] = {"minutes": 0.5, "keywords": 4, "split": "train", "detector": {"hop_ms": 40}}
-    run_recipe(parse(raw), run_dir)
+    report_run(run_recipe(parse(raw), run_dir))
     result = json.loads((run_dir / "stream" / "result.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())["stream"]
     assert metrics["hits"] == result["score"]["hits"] and result["score"]["keywords"] == 4

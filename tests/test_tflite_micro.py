@@ -21,7 +21,7 @@ from export_helpers import LOWERABLE, int8_graph, nhwc, tone_data
 from tflite_micro.python.tflite_micro import runtime as tflm
 
 from tinykws.export.tflite import export_tflite, tflite_bytes
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights, interpret
+from tinykws.ir import GraphBuilder, QuantParams, Weights, interpret
 from tinykws.ir.kernels import quantize_f32_s8
 from tinykws.ir.transform import with_io_dtype
 from tinykws.measure.runtimes import TFLiteMicroRunner
@@ -176,21 +176,21 @@ ONE_OP = {
 @pytest.mark.parametrize("name", sorted(ONE_OP))
 def test_one_op_graphs_run_exactly_in_tflite_micro(name):
     rng = np.random.default_rng(sorted(ONE_OP).index(name))
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (4, 4, 7, 3), QuantParams(0.05, -7))
     graph = b.build([ONE_OP[name](b, rng, x)])
     assert_micro_equal(graph, [_int8(rng, graph.tensor(n).shape) for n in graph.inputs])
 
 
 def test_logistic_on_every_int8_value():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 256), QuantParams(0.05, -20))
     graph = b.build([b.logistic(x), b.silu(x, QuantParams(0.04, -30))])
     assert_micro_equal(graph, [np.arange(-128, 128, dtype=np.int8).reshape(1, 256)])
 
 
 def test_quantize_and_dequantize_ties():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 8))
     r = b.quantize(b.quantize(x, QuantParams(0.05, -3)), QuantParams(0.13, 6))
     graph = b.build([b.dequantize(r)])
@@ -203,7 +203,7 @@ def test_fully_connected_rounding_ties_follow_tflite_micro():
     # point rounds the product to Q31 and then shifts with rounding (twice); LiteRT's reference
     # FULLY_CONNECTED rounds the double product once. The interpreter's default runtime is
     # TFLite Micro's, and TFLite Micro agrees with it (see test_tflite_ops.py for LiteRT).
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (2, 1), QuantParams(1.0, 0))
     w = Weights(np.array([[1], [1]], np.int8), scales=(0.25, 0.5), bias=np.array([0, 0], np.int32))
     graph = b.build([b.fully_connected(x, w, QuantParams(1.0, 0))])
@@ -219,7 +219,7 @@ def test_fully_connected_rounding_ties_follow_tflite_micro():
 def test_conv_negative_ties_round_away_from_zero_in_tflite_micro():
     # LiteRT's optimised CONV_2D rounds -0.5 up to 0; TFLite Micro, like the interpreter, away
     # from zero (test_tflite_ops.py has the LiteRT side)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 1, 4, 1), QuantParams(1.0, 0))
     w = Weights(np.ones((1, 1, 1, 1), np.int8), scales=(0.25,), bias=np.zeros(1, np.int32))
     graph = b.build([b.conv2d(x, w, QuantParams(1.0, 0), padding="VALID")])

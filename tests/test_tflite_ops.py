@@ -1,6 +1,6 @@
 """Exported one-op graphs run in LiteRT equal tinykws.ir.interpret exactly (atol = 0).
 
-Each case builds a tiny IntGraph from random int8 tensors and per-channel scales, writes it with
+Each case builds a tiny Graph from random int8 tensors and per-channel scales, writes it with
 tinykws.export.tflite (biases with and without their quantization), and runs it with LiteRT's
 builtin reference kernels (no XNNPACK), the arithmetic TFLite Micro uses. The default (XNNPACK)
 path may round differently: at most 1 LSB.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import ai_edge_litert.interpreter as litert
 import numpy as np
 import pytest
 
@@ -18,9 +19,7 @@ from tinykws.errors import TinyKWSError
 from tinykws.export import EXPORTERS
 from tinykws.export._tflite_writer import decode_metadata, encode_metadata
 from tinykws.export.tflite import export_tflite, read_tflite_metadata, tflite_bytes
-from tinykws.ir import IntGraphBuilder, QuantParams, Weights, interpret
-
-litert = pytest.importorskip("ai_edge_litert.interpreter")
+from tinykws.ir import GraphBuilder, QuantParams, Weights, interpret
 
 BATCH = 4
 
@@ -87,7 +86,7 @@ CONV_CASES = [
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "-".join(f"{v}" for v in c.values()))
 def test_conv2d(case):
     rng = np.random.default_rng(0)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 10, 7, 3), QuantParams(0.05, 3))
     kh, kw = case["kernel"]
     w = _weights(rng, (5, kh, kw, 3), 0, kh * kw * 3)
@@ -111,7 +110,7 @@ def test_conv2d(case):
 )
 def test_depthwise_conv2d(multiplier, stride, padding):
     rng = np.random.default_rng(1)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 9, 8, 4), QuantParams(0.04, -7))
     w = _weights(rng, (1, 3, 3, 4 * multiplier), 3, 9)
     y = b.depthwise_conv2d(
@@ -130,7 +129,7 @@ def test_depthwise_conv2d(multiplier, stride, padding):
 @pytest.mark.parametrize("activation", ["NONE", "RELU"])
 def test_fully_connected(per_channel, activation):
     rng = np.random.default_rng(2)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 1, 2, 16), QuantParams(0.03, 10))
     w = _weights(rng, (6, 32), 0, 32)
     if not per_channel:
@@ -143,7 +142,7 @@ def test_fully_connected_rounding_ties_litert_vs_tflm():
     # Real multipliers 0.25 and 0.5 on inputs 5 and -5 hit exact ties: LiteRT's reference FC
     # rounds the double product once (half away from zero); TFLite Micro's fixed point rounds
     # twice. The "litert" runtime reproduces LiteRT exactly (see test_interpret.py for the sums).
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (2, 1), QuantParams(1.0, 0))
     w = Weights(np.array([[1], [1]], np.int8), scales=(0.25, 0.5), bias=np.array([0, 0], np.int32))
     y = b.fully_connected(x, w, QuantParams(1.0, 0))
@@ -159,7 +158,7 @@ def test_conv2d_negative_ties_round_up_in_litert_optimised_kernels():
     # optimised CONV_2D rounds ties of the final right shift toward +infinity, its reference
     # CONV_2D (TFLite Micro's arithmetic, and the interpreter's) away from zero. Real
     # multiplier 0.25 on inputs -2 and -6 gives -0.5 and -1.5; positive ties agree.
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 1, 4, 1), QuantParams(1.0, 0))
     w = Weights(np.ones((1, 1, 1, 1), np.int8), scales=(0.25,), bias=np.zeros(1, np.int32))
     y = b.conv2d(x, w, QuantParams(1.0, 0), stride=1, padding="VALID", activation="NONE")
@@ -184,7 +183,7 @@ def test_conv2d_negative_ties_round_up_in_litert_optimised_kernels():
 )
 def test_pools(op, size, stride, padding):
     rng = np.random.default_rng(3)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 7, 9, 5), QuantParams(0.1, -3))
     pool = b.max_pool2d if op == "max" else b.avg_pool2d
     y = pool(x, size, stride=stride, padding=padding, activation="RELU" if size == 3 else "NONE")
@@ -193,14 +192,14 @@ def test_pools(op, size, stride, padding):
 
 def test_max_pool_explicit_padding_becomes_padv2():
     rng = np.random.default_rng(4)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 6, 6, 2), QuantParams(0.1, 0))
     y = b.max_pool2d(x, 3, stride=2, padding=1)
     assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 6, 6, 2))])
 
 
 def test_avg_pool_explicit_padding_is_refused():
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 6, 6, 2), QuantParams(0.1, 0))
     graph = b.build([b.avg_pool2d(x, 3, stride=2, padding=1)])
     with pytest.raises(TinyKWSError, match="neither SAME nor VALID"):
@@ -219,7 +218,7 @@ def test_avg_pool_explicit_padding_is_refused():
 )
 def test_mean(shape, in_q, out_q):
     rng = np.random.default_rng(5)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", shape, QuantParams(*in_q))
     y = b.mean(x, QuantParams(*out_q), keep_dims=False)
     assert_litert_equal(b.build([y]), [_int8(rng, shape)])
@@ -240,7 +239,7 @@ BINARY = [
 @pytest.mark.parametrize(("op", "seed", "activation", "broadcast_shape"), BINARY)
 def test_add_and_mul(op, seed, activation, broadcast_shape, broadcast):
     rng = np.random.default_rng(seed)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     p = b.input("p", (BATCH, 3, 4, 5), QuantParams(0.07, -4))
     q_shape = broadcast_shape if broadcast else (BATCH, 3, 4, 5)
     q = b.input("q", q_shape, QuantParams(0.03, 9))
@@ -254,7 +253,7 @@ def test_whole_window_average_pool_is_exact_in_every_litert_path(shape):
     # one average whose outputs do not move in the default path (MEAN's optimised kernel
     # rounds in float32: test_mean allows it 1 LSB)
     rng = np.random.default_rng(3)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", shape, QuantParams(0.07, -20))
     y = b.avg_pool2d(x, shape[1:3], stride=(1, 1))
     graph = b.build([y])
@@ -267,7 +266,7 @@ def test_whole_window_average_pool_is_exact_in_every_litert_path(shape):
 @pytest.mark.parametrize(("in_q", "out_q"), [((0.1, 3), (0.1, 3)), ((0.02, -100), (0.004, 7))])
 def test_mean_over_bins(in_q, out_q):
     rng = np.random.default_rng(15)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 6, 20, 5), QuantParams(*in_q))
     y = b.mean(x, QuantParams(*out_q), axes=(2,))
     assert b.graph.tensor(y).shape == (BATCH, 6, 1, 5)
@@ -276,7 +275,7 @@ def test_mean_over_bins(in_q, out_q):
 
 @pytest.mark.parametrize(("scale", "zero_point"), [(0.004, 0), (0.05, -20), (0.3, 100)])
 def test_logistic_and_silu_on_every_int8_value(scale, zero_point):
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 256), QuantParams(scale, zero_point))
     sigmoid = b.logistic(x)
     silu = b.silu(x, QuantParams(scale, zero_point - 10))
@@ -286,7 +285,7 @@ def test_logistic_and_silu_on_every_int8_value(scale, zero_point):
 
 def test_slice_and_concatenation():
     rng = np.random.default_rng(17)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 6, 12, 3), QuantParams(0.05, -7))
     bands = [b.slice(x, (0, 1, 3 * k, 0), (BATCH, 4, 5, 3)) for k in range(2)]
     y = b.concatenation([*bands, b.slice(x, (0, 0, 0, 0), (BATCH, 4, 1, 3))], axis=2)
@@ -296,7 +295,7 @@ def test_slice_and_concatenation():
 
 def test_reshape():
     rng = np.random.default_rng(7)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 2, 3, 4), QuantParams(0.1, 1))
     y = b.reshape(x, (BATCH, 24))
     assert_litert_equal(b.build([y]), [_int8(rng, (BATCH, 2, 3, 4))])
@@ -305,7 +304,7 @@ def test_reshape():
 @pytest.mark.parametrize("scale", [0.005, 0.05, 0.3, 2.0])
 def test_softmax(scale):
     rng = np.random.default_rng(8)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (16, 12), QuantParams(scale, -10))
     y = b.softmax(x)
     values = _int8(rng, (16, 12))
@@ -316,7 +315,7 @@ def test_softmax(scale):
 
 def test_quantize_and_dequantize():
     rng = np.random.default_rng(9)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (BATCH, 33))
     q = b.quantize(x, QuantParams(0.05, -3))
     r = b.quantize(q, QuantParams(0.13, 6))  # int8 -> int8 requantization
@@ -332,7 +331,7 @@ def test_quantize_and_dequantize():
 def _small_net(io_dtype_float: bool):
     """conv -> depthwise -> max pool -> add (residual) -> mean -> FC -> softmax."""
     rng = np.random.default_rng(10)
-    b = IntGraphBuilder("small")
+    b = GraphBuilder("small")
     if io_dtype_float:
         x = b.quantize(b.input("features", (1, 12, 10, 1)), QuantParams(0.06, -2))
     else:
@@ -411,7 +410,7 @@ def test_reshape_into_fully_connected_is_left_out_when_it_keeps_the_last_dim(sha
     import tflite
 
     rng = np.random.default_rng(13)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", shape, QuantParams(0.03, 10))
     w = _weights(rng, (6, 16), 0, 16)
     y = b.fully_connected(b.reshape(x, (BATCH, 16)), w, _out_q(0.03, w, 16, -20))
@@ -421,7 +420,7 @@ def test_reshape_into_fully_connected_is_left_out_when_it_keeps_the_last_dim(sha
 
 
 def test_narrow_weights_refused_unless_widened(tmp_path):
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 4), QuantParams(0.1, 0))
     w = Weights(np.array([[1, -7, 3, 0]], np.int8), scales=(0.1,), bits=4)
     graph = b.build([b.fully_connected(x, w, QuantParams(0.1, 0), name="fc4")])
@@ -434,7 +433,7 @@ def test_narrow_weights_refused_unless_widened(tmp_path):
 
 def test_float_graph_runs_in_litert():
     rng = np.random.default_rng(11)
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     x = b.input("x", (1, 6, 6, 2))
     w = Weights(
         rng.standard_normal((3, 3, 3, 2)).astype(np.float32),
@@ -459,7 +458,7 @@ def _random_layer(rng, kind: int):
     def q(low=-7.0, high=0.0):
         return QuantParams(float(np.exp(rng.uniform(low, high))), int(rng.integers(-128, 128)))
 
-    b = IntGraphBuilder()
+    b = GraphBuilder()
     if kind == 0:
         x = b.input("x", (8, 9, 9, 4), q())
         y = b.conv2d(
@@ -505,7 +504,7 @@ def test_random_layers_match_litert_reference():
 def test_file_overhead_for_a_dscnn_shaped_graph():
     # DS-CNN-S shape: conv 10x4 / 2 to 64 channels, 4 x (depthwise 3x3 + pointwise 64), mean, FC 12.
     rng = np.random.default_rng(12)
-    b = IntGraphBuilder("dscnn_s")
+    b = GraphBuilder("dscnn_s")
     h = b.input("features", (1, 49, 10, 1), QuantParams(0.1, 0))
     h = b.conv2d(h, _weights(rng, (64, 10, 4, 1), 0, 40), QuantParams(0.05, -128), stride=2)
     for _ in range(4):

@@ -137,11 +137,10 @@ def _add_taylor_options(p) -> None:
 
 def prune_verb(args) -> int:
     from tinykws.errors import TinyKWSError
-    from tinykws.measure.predictors import resolve_model_path
-    from tinykws.run.stages.prune import load_model
+    from tinykws.train.model_file import load_float_model, resolve_model_path
 
     sweeping = bool(args.amounts)
-    model, meta = load_model(resolve_model_path(args.model))
+    model, meta = load_float_model(resolve_model_path(args.model))
     cfg = prune_config(args, sweeping, meta)
     needs_data = sweeping or args.method in ("taylor", "gradual") or cfg.retrain_enabled
     if needs_data and not args.data:
@@ -163,10 +162,11 @@ def prune_verb(args) -> int:
 
 
 def prune_config(args, sweeping: bool, meta: dict):
-    """The `PruneConfig` (with a `SweepConfig` when sweeping) the arguments describe; fine-tuning
-    defaults to the augmentation and `_unknown_` weight of the model's training (`meta`)."""
+    """The `PruneConfig` (with a `PruneSweepConfig` when sweeping) the arguments describe;
+    fine-tuning defaults to the augmentation and `_unknown_` weight of the model's training
+    (`meta`)."""
     from tinykws.data.augment_config import AugmentConfig
-    from tinykws.prune.config import PruneConfig, SweepConfig, TaylorConfig
+    from tinykws.prune.config import PruneConfig, PruneSweepConfig, TaylorConfig
     from tinykws.train.loop import TrainConfig
     from tinykws.train.state import recorded_training
 
@@ -200,7 +200,7 @@ def prune_config(args, sweeping: bool, meta: dict):
     )
     sweep = None
     if sweeping:
-        sweep = SweepConfig(
+        sweep = PruneSweepConfig(
             method=args.method, amounts=args.amounts, scope=args.scope, fine_tune=fine_tune
         )
     return PruneConfig(
@@ -215,25 +215,18 @@ def prune_config(args, sweeping: bool, meta: dict):
 
 
 def run_prune(model, meta, cfg, data, out: Path) -> int:
-    from tinykws.checkpoint import save_checkpoint
-    from tinykws.measure.predictors import check_model_meta
-    from tinykws.prune import prune
-    from tinykws.run.stages.prune import pruned_meta
+    from tinykws.run.pruning import PruneJob, run_prune_job
 
-    pruned, report = prune(model, cfg, data)
-    meta = pruned_meta(meta, pruned, report, cfg)
-    check_model_meta(meta, str(out))  # nothing is written for a model that does not fit
-    save_checkpoint(out, pruned.state_dict(), meta)
-    from tinykws.io import write_json
-
-    write_json(out.with_suffix(".json"), report)
-    if cfg.method == "taylor":
-        from tinykws.prune.taylor import plot_taylor_progress
-
-        plot_taylor_progress(
-            report["history"], out.with_suffix(".taylor.png"), cfg.taylor.minibatches
-        )
-    print_summary(meta["pruned"], out)
+    job = PruneJob(
+        model=model,
+        meta=meta,
+        config=cfg,
+        data=data,
+        checkpoint=out,
+        summary=out.with_suffix(".json"),
+        taylor_plot=out.with_suffix(".taylor.png"),
+    )
+    print_summary(run_prune_job(job)["pruned"], out)
     return 0
 
 

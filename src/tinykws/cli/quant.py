@@ -128,10 +128,10 @@ OPTION_KEYS = {
 
 
 def quant_config_from_args(args):
-    """(QuantConfig, SweepConfig | None) from the command line options."""
+    """(QuantConfig, QuantSweepConfig | None) from the command line options."""
     from tinykws.config import from_dict
     from tinykws.quant import QuantConfig
-    from tinykws.quant.sweep import SweepConfig
+    from tinykws.quant.sweep import QuantSweepConfig
 
     table = {
         key: getattr(args, opt)
@@ -167,7 +167,7 @@ def quant_config_from_args(args):
             )
             if v
         }
-        sweep = from_dict(SweepConfig, sweep_table, "quantize.sweep")
+        sweep = from_dict(QuantSweepConfig, sweep_table, "quantize.sweep")
     return config, sweep
 
 

@@ -121,6 +121,7 @@ example:
 
 def run_recipe_verb(args) -> int:
     from tinykws.config import load_toml
+    from tinykws.report.html import report_run
     from tinykws.run.pipeline import run_recipe
     from tinykws.run.recipe import parse
 
@@ -129,6 +130,7 @@ def run_recipe_verb(args) -> int:
         raw.setdefault("data", {})["root"] = str(Path(args.data).resolve())
     recipe = parse(raw, where=args.recipe)
     run = run_recipe(recipe, args.out or default_run_dir(recipe.name), tuple(args.force))
+    report_run(run)
     print_run_summary(run.dir)
     return 0
 
@@ -155,6 +157,7 @@ def default_run_dir(name: str) -> Path:
 
 def train_verb(args) -> int:
     from tinykws.config import load_toml
+    from tinykws.report.html import report_run
     from tinykws.run.pipeline import run_recipe
     from tinykws.run.recipe import parse
 
@@ -177,6 +180,7 @@ def train_verb(args) -> int:
     if args.no_augment:
         raw.setdefault("train", {}).setdefault("augment", {})["enabled"] = False
     run = run_recipe(parse(raw, where="train options"), args.out)
+    report_run(run)
     if run.is_main:
         print_run_summary(run.dir)
     return 0
@@ -202,7 +206,7 @@ def evaluate_verb(args) -> int:
 
 
 def predict_verb(args) -> int:
-    from tinykws.measure.predict import predict_files, print_predictions
+    from tinykws.measure.predict_files import predict_files, print_predictions
 
     results = predict_files(args.model, args.clips, top_k=args.top_k, backend=args.backend)
     if args.json:

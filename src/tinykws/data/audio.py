@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.ir.fixedpoint import round_half_away
 from tinykws.log import logger
 
 SAMPLE_RATE_HZ = 16000
@@ -176,7 +177,7 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
         [-32768, -1, 0, 1, 32767]
     """
     scaled = np.clip(samples.astype(np.float64) * 32768.0, -32768, 32767)
-    return (np.sign(scaled) * np.floor(np.abs(scaled) + 0.5)).astype(np.int16)
+    return round_half_away(scaled).astype(np.int16)
 
 
 def to_float32(samples: np.ndarray) -> np.ndarray:

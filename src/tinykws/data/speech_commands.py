@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from tinykws.config import check_choice, check_range
+from tinykws.data.audio import CLIP_SAMPLES
 from tinykws.data.layout import (
     BACKGROUND,
     COMMAND_PRESETS,
@@ -70,7 +71,6 @@ __all__ = [
     "which_set",
 ]
 
-CLIP_SAMPLES = 16000
 # Where each split cuts its silence segments, as fractions of every background recording.
 SILENCE_REGIONS = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "test": (0.9, 1.0)}
 

@@ -1,4 +1,4 @@
-"""Exporters: write an IntGraph in a deployable format.
+"""Exporters: write a Graph in a deployable format.
 
 `EXPORTERS[format](graph, path, **options)` writes the file and returns its path; each
 format's module documents its options. Importing this package is cheap: the flatbuffer and

@@ -1,4 +1,4 @@
-"""How each IntGraph op becomes TFLite tensors and builtin ops (before serialization).
+"""How each Graph op becomes TFLite tensors and builtin ops (before serialization).
 
 `plan_tflite(graph)` returns a `_Plan`: the TFLite tensors (IR tensors, plus int32 constants for
 shapes, axes, paddings, slice bounds) and ops, one or two per IR op (a PAD or PADV2 goes in front
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinykws.errors import TinyKWSError
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.graph import Graph, Op, Tensor
 
 _ACTIVATION = {"NONE": 0, "RELU": 1, "RELU6": 3}  # tflite.ActivationFunctionType
 _PADDING = {"SAME": 0, "VALID": 1}  # tflite.Padding
@@ -62,13 +62,15 @@ class HybridWeight:
 
 @dataclass
 class _TfTensor:
+    """A tensor as the file stores it: constant data as little-endian bytes."""
+
     name: str
     shape: tuple[int, ...]
     dtype: str
+    data: bytes | None = None
     scale: tuple[float, ...] = ()
     zero_point: tuple[int, ...] = ()
     axis: int | None = None
-    data: bytes | None = None
 
 
 @dataclass
@@ -86,7 +88,7 @@ class _Plan:
 
     def __init__(
         self,
-        graph: IntGraph,
+        graph: Graph,
         widen_narrow_weights: bool,
         compact_bias: bool,
         hybrid: dict[str, HybridWeight] | None = None,
@@ -103,14 +105,15 @@ class _Plan:
         """Index of IR tensor `name`, adding it on first use (optionally without its qparams)."""
         if name in self.hybrid and name not in self.index:
             h = self.hybrid[name]
-            t = _TfTensor(name, h.data.shape, "int8", h.scales, (0,) * len(h.scales), h.axis)
-            t.data = _le_bytes(np.asarray(h.data, np.int8))
+            data = _le_bytes(np.asarray(h.data, np.int8))
+            zeros = (0,) * len(h.scales)
+            t = _TfTensor(name, h.data.shape, "int8", data, h.scales, zeros, h.axis)
             self.index[name] = self._append(t)
         if name not in self.index:
             t = self.graph.tensors[name]
             data = None if t.data is None else _le_bytes(t.data)
             q = (t.scale, t.zero_point, t.axis) if quantization else ((), (), None)
-            self.index[name] = self._append(_TfTensor(t.name, t.shape, t.dtype, *q, data))
+            self.index[name] = self._append(_TfTensor(t.name, t.shape, t.dtype, data, *q))
         return self.index[name]
 
     def bias(self, op: Op) -> int:
@@ -130,11 +133,8 @@ class _Plan:
 
     def like(self, name: str, source: Tensor, shape) -> int:
         """A new activation tensor with `source`'s dtype and quantization."""
-        return self._append(
-            _TfTensor(
-                name, tuple(shape), source.dtype, source.scale, source.zero_point, source.axis
-            )
-        )
+        quantization = (source.scale, source.zero_point, source.axis)
+        return self._append(_TfTensor(name, tuple(shape), source.dtype, None, *quantization))
 
     def _append(self, tensor: _TfTensor) -> int:
         self.tensors.append(tensor)
@@ -179,11 +179,8 @@ def _padded_input(plan: _Plan, op: Op, lowest: bool) -> int:
         -128 if x.dtype == "int8" else np.finfo(np.float32).min,
         dtype="<i1" if x.dtype == "int8" else "<f4",
     )
-    value = plan._append(
-        _TfTensor(
-            f"{op.outputs[0]}/pad_value", (), x.dtype, x.scale, x.zero_point, None, low.tobytes()
-        )
-    )
+    name = f"{op.outputs[0]}/pad_value"
+    value = plan._append(_TfTensor(name, (), x.dtype, low.tobytes(), x.scale, x.zero_point))
     plan.add("PADV2", [plan.tensor(x.name), pads, value], [padded], "PadV2Options", x.dtype)
     return padded
 
@@ -267,20 +264,20 @@ def _lower_pool(plan: _Plan, op: Op) -> None:
     )
 
 
-def _lower_mean(plan: _Plan, op: Op) -> None:
+def _lower_with_constant(plan: _Plan, op: Op, suffix: str, values, table: str, **fields) -> None:
+    """The op reading its input and one new int32 constant (axes, shape, paddings)."""
     out = plan.graph.tensors[op.outputs[0]]
-    axes = plan.constant(f"{out.name}/axes", op.options["axes"])
-    plan.add(
-        "MEAN",
-        [plan.tensor(op.inputs[0]), axes],
-        [plan.tensor(out.name)],
-        "ReducerOptions",
-        out.dtype,
-        KeepDims=True,
-    )
+    constant = plan.constant(f"{out.name}/{suffix}", values)
+    inputs = [plan.tensor(op.inputs[0]), constant]
+    plan.add(op.type, inputs, [plan.tensor(out.name)], table, out.dtype, **fields)
 
 
-def _flattens_into_fc(graph: IntGraph, op: Op) -> bool:
+def _lower_mean(plan: _Plan, op: Op) -> None:
+    axes = op.options["axes"]
+    _lower_with_constant(plan, op, "axes", axes, "ReducerOptions", KeepDims=True)
+
+
+def _flattens_into_fc(graph: Graph, op: Op) -> bool:
     """Whether RESHAPE `op` only flattens (..., K) to (N, K) for the input of FULLY_CONNECTED
     ops. They flatten their input themselves (rows = elements / K, fully_connected.cc), so the
     RESHAPE can go, as TensorFlow's converter drops it (RemoveReshapeBeforeFullyConnected)."""
@@ -299,16 +296,9 @@ def _lower_reshape(plan: _Plan, op: Op) -> None:
     if _flattens_into_fc(plan.graph, op):
         plan.index[op.outputs[0]] = plan.tensor(op.inputs[0])
         return
-    out = plan.graph.tensors[op.outputs[0]]
-    shape = plan.constant(f"{out.name}/shape", out.shape)
-    plan.add(
-        "RESHAPE",
-        [plan.tensor(op.inputs[0]), shape],
-        [plan.tensor(out.name)],
-        "ReshapeOptions",
-        out.dtype,
-        NewShape=np.asarray(out.shape, np.int32),
-    )
+    shape = plan.graph.tensors[op.outputs[0]].shape
+    new_shape = np.asarray(shape, np.int32)
+    _lower_with_constant(plan, op, "shape", shape, "ReshapeOptions", NewShape=new_shape)
 
 
 def _lower_simple(table: str | None, **fixed):
@@ -331,11 +321,7 @@ def _lower_simple(table: str | None, **fixed):
 
 
 def _lower_pad(plan: _Plan, op: Op) -> None:
-    out = plan.graph.tensors[op.outputs[0]]
-    pads = plan.constant(f"{out.name}/paddings", op.options["pads"])
-    plan.add(
-        "PAD", [plan.tensor(op.inputs[0]), pads], [plan.tensor(out.name)], "PadOptions", out.dtype
-    )
+    _lower_with_constant(plan, op, "paddings", op.options["pads"], "PadOptions")
 
 
 def _lower_slice(plan: _Plan, op: Op) -> None:
@@ -379,7 +365,7 @@ _LOWER = {
 
 
 def plan_tflite(
-    graph: IntGraph,
+    graph: Graph,
     widen_narrow_weights: bool = False,
     compact_bias: bool = False,
     hybrid: dict[str, HybridWeight] | None = None,

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from tinykws.export._tflite_plan import _TENSOR_TYPE
+
 _BUFFER_ALIGNMENT = 16
 _SCHEMA_VERSION = 3
 _FILE_IDENTIFIER = b"TFL3"
@@ -88,8 +90,6 @@ class _Writer:
         return self.table("QuantizationParameters", fields)
 
     def tensor(self, tensor, buffer_index: int) -> int:
-        from tinykws.export._tflite_plan import _TENSOR_TYPE
-
         fields = {
             "Shape": self.vector(tensor.shape, "<i4"),
             "Type": _TENSOR_TYPE[tensor.dtype],

@@ -1,10 +1,10 @@
-"""An IntGraph as an ONNX model in QDQ form: float ops between QuantizeLinear/DequantizeLinear.
+"""A Graph as an ONNX model in QDQ form: float ops between QuantizeLinear/DequantizeLinear.
 
 Every int8 activation becomes QuantizeLinear (its scale and zero point) followed by
 DequantizeLinear; weights are int8 initializers read through a per-channel DequantizeLinear
 (axis = the output channel), biases int32 initializers at scale s_in * s_w[c] (the float32
 product, as in the graph). ONNX Runtime fuses these patterns into its integer kernels
-(QLinearConv, QGemm, ...); a float32 IntGraph gives a plain float ONNX model.
+(QLinearConv, QGemm, ...); a float32 Graph gives a plain float ONNX model.
 
 Layout: ONNX works in NCHW, the graph in NHWC. 4-D tensors are transposed once, at the
 boundary: the model input is (batch, 1, frames, bins) like the PyTorch model's; weights are
@@ -25,8 +25,8 @@ float convolutions (unfused) sum in another order than PyTorch's fake-quant mode
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.ir import IntGraphBuilder, QuantParams
-    >>> b = IntGraphBuilder()
+    >>> from tinykws.ir import GraphBuilder, QuantParams
+    >>> b = GraphBuilder()
     >>> x = b.quantize(b.input("features", (1, 4)), QuantParams(0.1, 0))
     >>> g = b.build([b.dequantize(b.softmax(x))])
     >>> sorted({n.op_type for n in qdq_graph(g).node})
@@ -39,7 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.graph import Graph, Op, Tensor
 
 TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
@@ -47,7 +47,7 @@ TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 class _Emitter:
     """Nodes and initializers of the ONNX graph being built, and each IR tensor's float name."""
 
-    def __init__(self, graph: IntGraph, unsigned: bool) -> None:
+    def __init__(self, graph: Graph, unsigned: bool) -> None:
         self.graph = graph
         self.offset = 128 if unsigned else 0  # uint8 storage: the same values shifted by 128
         self.nodes: list = []
@@ -330,7 +330,7 @@ def _bind_outputs(e: _Emitter) -> list:
     return infos
 
 
-def qdq_graph(graph: IntGraph, unsigned: bool = False):
+def qdq_graph(graph: Graph, unsigned: bool = False):
     """The `onnx.GraphProto` of `graph` (see the module docstring); `unsigned` stores int8
     activations and weights as uint8 (values + 128, zero points + 128)."""
     from onnx import helper

@@ -1,4 +1,4 @@
-"""Write an IntGraph as a .tflite flatbuffer, with no TensorFlow dependency.
+"""Write a Graph as a .tflite flatbuffer, with no TensorFlow dependency.
 
 The file is built with the `flatbuffers` runtime and the builder functions generated from
 TFLite's schema (the `tflite` package: `tflite.ModelStart`, `tflite.Conv2DOptionsAddPadding`,
@@ -53,8 +53,8 @@ average pooling with such padding is refused, as TFLite would count the padded p
 
 Example:
     >>> import numpy as np, tempfile, pathlib
-    >>> from tinykws.ir import IntGraphBuilder, QuantParams
-    >>> b = IntGraphBuilder()
+    >>> from tinykws.ir import GraphBuilder, QuantParams
+    >>> b = GraphBuilder()
     >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
     >>> graph = b.build([b.softmax(x)])
     >>> path = export_tflite(graph, pathlib.Path(tempfile.mkdtemp()) / "m.tflite",
@@ -69,14 +69,17 @@ from pathlib import Path
 
 from tinykws.errors import TinyKWSError
 from tinykws.export._tflite_plan import plan_tflite
-from tinykws.ir.graph import IntGraph
+from tinykws.export._tflite_writer import decode_metadata, encode_metadata, read_metadata, serialize
+from tinykws.io import write_bytes
+from tinykws.ir.graph import Graph
+from tinykws.ir.transform import with_io_dtype
 
 METADATA_NAME = "tinykws"
 TENSOR_NAMES = ("io", "all")
 
 
 def tflite_bytes(
-    graph: IntGraph,
+    graph: Graph,
     *,
     metadata: dict | None = None,
     widen_narrow_weights: bool = False,
@@ -86,8 +89,6 @@ def tflite_bytes(
 ) -> bytes:
     """The .tflite file contents for `graph` (see `export_tflite`); `hybrid` stores float
     weight tensors as int8 (`tinykws.export.tflite_dynamic`)."""
-    from tinykws.export._tflite_writer import encode_metadata, serialize
-
     if tensor_names not in TENSOR_NAMES:
         raise TinyKWSError(
             f"tensor_names must be one of {', '.join(TENSOR_NAMES)}; got {tensor_names!r}"
@@ -105,7 +106,7 @@ def tflite_bytes(
 
 
 def export_tflite(
-    graph: IntGraph,
+    graph: Graph,
     path,
     *,
     io_dtype: str | None = None,
@@ -117,7 +118,7 @@ def export_tflite(
     """Write `graph` as a .tflite file, atomically.
 
     Args:
-        graph: a valid IntGraph (int8 or float32).
+        graph: a valid Graph (int8 or float32).
         path: destination file.
         io_dtype: None keeps the graph's boundary; "int8" or "float32" rewrites it
             (`tinykws.ir.transform.with_io_dtype`).
@@ -132,9 +133,6 @@ def export_tflite(
     Returns:
         The path written.
     """
-    from tinykws.io import write_bytes
-    from tinykws.ir.transform import with_io_dtype
-
     if io_dtype is not None:
         graph = with_io_dtype(graph, io_dtype)
     try:
@@ -153,8 +151,6 @@ def export_tflite(
 
 def read_tflite_metadata(source) -> dict | None:
     """The "tinykws" metadata (JSON) of a .tflite file or its bytes, or None when absent."""
-    from tinykws.export._tflite_writer import decode_metadata, read_metadata
-
     data = source if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
     raw = read_metadata(bytes(data), METADATA_NAME)
     return None if raw is None else decode_metadata(raw)

@@ -10,12 +10,13 @@ what TFLite calls a hybrid op (op_version.cc: CONV_2D 2 / 5 per channel, DEPTHWI
 each input row to int8 on the fly (asymmetric, from its own min and max), multiply in
 integers and rescale to float32 with s_in * s_w[c], as in TensorFlow's dynamic-range files.
 
-The weights are rounded exactly as `tinykws.quant.dynamic` rounds them (the config's scheme,
-observer, power-of-two and bit width, half away from zero), from the same folded float
-weights, so the file's int8 values equal the PyTorch dynamic-range model's (a BC-ResNet
-SubSpectralNorm is folded first here, per sub-band, and rounded after: one more folding than
-the PyTorch model, which rounds the weights before its SubSpectralNorm). Outputs differ from the
-PyTorch model (which keeps its activations float) only by the hybrid kernels' input rounding.
+The weights are rounded by the rule `tinykws.quant.dynamic` rounds them with
+(`tinykws.ir.params.weight_scales` and `quantize_weights`: the config's scheme, observer,
+power-of-two and bit width, half away from zero), from the same folded float weights, so the
+file's int8 values equal the PyTorch dynamic-range model's (a BC-ResNet SubSpectralNorm is
+folded first here, per sub-band, and rounded after: one more folding than the PyTorch model,
+which rounds the weights before its SubSpectralNorm). Outputs differ from the PyTorch model
+(which keeps its activations float) only by the hybrid kernels' input rounding.
 
 Example:
     >>> from tinykws.models import build_model, model_config
@@ -35,6 +36,9 @@ from __future__ import annotations
 import numpy as np
 
 from tinykws.export._tflite_plan import HybridWeight
+from tinykws.export.float_graph import lower_float
+from tinykws.export.tflite import tflite_bytes
+from tinykws.ir.params import quantize_weights, weight_scales
 
 HYBRID_OPS = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}  # op -> channel axis
 
@@ -43,33 +47,26 @@ def hybrid_weights(graph, config) -> dict[str, HybridWeight]:
     """The int8 form of every weight tensor of the float graph's conv / depthwise / FC ops.
 
     Args:
-        graph: a float32 IntGraph (`lower_float`).
+        graph: a float32 Graph (`lower_float`).
         config: the `QuantConfig` of the dynamic-range model (scheme, observer, bits).
 
     Returns:
         weight tensor name -> `HybridWeight` (values within ±(2^(bits-1) - 1)).
     """
-    import torch
-
-    from tinykws.quant.fake import channel_view, quantize_to_int, weight_qrange
-    from tinykws.quant.observers import weight_scales
-
-    qmin, qmax = weight_qrange(config.weight_bits)
     out = {}
     for op in graph.ops:
         if op.type not in HYBRID_OPS:
             continue
         axis = HYBRID_OPS[op.type]
         per_channel = config.per_channel(op.type == "DEPTHWISE_CONV_2D")
-        data = graph.tensor(op.inputs[1]).data
-        weight = torch.from_numpy(np.moveaxis(np.asarray(data, np.float32), axis, 0).copy())
+        weight = np.moveaxis(np.asarray(graph.tensor(op.inputs[1]).data, np.float32), axis, 0)
         scales = weight_scales(
             weight, config.weight_bits, per_channel, config.weight_observer, config.power_of_two
         )
-        integers = quantize_to_int(weight, channel_view(scales, weight), 0.0, qmin, qmax)
+        integers = quantize_weights(weight, scales, config.weight_bits)
         out[op.inputs[1]] = HybridWeight(
-            np.ascontiguousarray(np.moveaxis(integers.numpy().astype(np.int8), 0, axis)),
-            tuple(float(s) for s in scales.numpy().astype(np.float32)),
+            np.ascontiguousarray(np.moveaxis(integers, 0, axis)),
+            tuple(float(s) for s in scales),
             axis if per_channel else None,
             config.weight_bits,
         )
@@ -88,9 +85,6 @@ def dynamic_tflite_bytes(module, metadata: dict | None = None, **options) -> byt
     Raises:
         TinyKWSError: a layer has no float op, or narrow weights are not widened.
     """
-    from tinykws.export.float_graph import lower_float
-    from tinykws.export.tflite import tflite_bytes
-
     graph = lower_float(module.net)
     hybrid = hybrid_weights(graph, module.config)
     return tflite_bytes(graph, metadata=metadata or {}, hybrid=hybrid, **options)

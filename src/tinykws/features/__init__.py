@@ -3,6 +3,7 @@
 - `config`: `FrontendConfig` and its presets;
 - `spectrum`, `filterbanks`: framing, windows, FFT power, mel / bark / DCT matrices (numpy);
 - `normalization`: per-coefficient mean and standard deviation;
-- `frontend`: the numpy reference, the torch batch front end and cached dataset features;
+- `frontend`: the numpy reference (numpy only);
+- `batch`: the torch batch front end and cached dataset features;
 - `incremental`: the same frames computed a chunk at a time for streaming.
 """

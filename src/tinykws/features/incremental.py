@@ -25,6 +25,8 @@ import dataclasses
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.features.filterbanks import bilinear_matrix
+from tinykws.features.frontend import FrontEnd
 
 
 class StreamingFrontEnd:
@@ -35,8 +37,6 @@ class StreamingFrontEnd:
     """
 
     def __init__(self, frontend) -> None:
-        from tinykws.features.frontend import FrontEnd
-
         c = frontend.config
         self.frontend = frontend
         # Raw frames: a resized front end is resized per window (see `window`).
@@ -91,8 +91,6 @@ class StreamingFrontEnd:
         window = self.ring[order]
         c = self.frontend.config
         if c.resize is not None:
-            from tinykws.features.filterbanks import bilinear_matrix
-
             rows = bilinear_matrix(c.resize[0], window.shape[0])
             window = (
                 rows @ window.astype(np.float64) @ bilinear_matrix(c.resize[1], window.shape[1]).T

@@ -80,8 +80,5 @@ class Normalization:
 
     def apply_torch(self, features):
         """Normalise a (..., F) tensor on its own device and dtype."""
-        import torch
-
-        mean = torch.tensor(self.mean, dtype=features.dtype, device=features.device)
-        std = torch.tensor(self.std, dtype=features.dtype, device=features.device)
+        mean, std = features.new_tensor(self.mean), features.new_tensor(self.std)
         return (features - mean) / std

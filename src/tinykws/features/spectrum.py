@@ -9,7 +9,7 @@ Frames: frame t is samples [t * hop, t * hop + window), multiplied by the window
 at the end to n_fft; there is no padding of the signal, so frames = 1 + (n - window) // hop.
 
 The torch path gets its power spectrum from `power_spectrum_cpu` (numpy, threaded) for CPU
-tensors and from `power_spectrum_torch` (torch.fft) on other devices.
+tensors and from `tinykws.features.batch.power_spectrum_torch` (torch.fft) on other devices.
 """
 
 from __future__ import annotations
@@ -69,22 +69,3 @@ def power_spectrum_cpu(samples: np.ndarray, framing: Framing, workers: int) -> n
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(fill, starts))
     return out
-
-
-def power_spectrum_torch(samples, window64, hop: int, n_fft: int):
-    """Tensor version of `power_spectrum_cpu` with torch.fft, for any device.
-
-    Args:
-        samples: float tensor (B, n).
-        window64: float64 tensor (window_length,) on the samples' device.
-        hop: frame step in samples.
-        n_fft: FFT length >= window_length.
-
-    Returns:
-        tensor (B, frames, n_fft // 2 + 1) in the samples' dtype.
-    """
-    import torch
-
-    frames = samples.to(torch.float64).unfold(-1, window64.shape[0], hop) * window64
-    spectrum = torch.view_as_real(torch.fft.rfft(frames, n=n_fft))
-    return spectrum.square().sum(-1).to(samples.dtype)

@@ -1,8 +1,10 @@
-"""The integer graph: tinykws's definition of the deployed arithmetic.
+"""The graph (int8 or float32): tinykws's definition of the deployed arithmetic.
 
-- `IntGraph`, `Tensor`, `Op` (`tinykws.ir.graph`): the network as data, saved as JSON + npz.
-- `IntGraphBuilder`, `QuantParams`, `Weights`, `quantize_bias` (`tinykws.ir.builder`): build
-  a graph layer by layer; fixed-point constants are computed as each op is added.
+- `Graph`, `Tensor`, `Op` (`tinykws.ir.graph`): the network as data, saved as JSON + npz.
+- `GraphBuilder`, `QuantParams`, `Weights` (`tinykws.ir.builder`): build a graph layer by
+  layer; fixed-point constants are computed as each op is added.
+- `quantize_bias` and the other rules that turn floats into a graph's integers (weight scales,
+  int8 weights, int32 biases; `tinykws.ir.params`), which fake quantization reads too.
 - `interpret` (`tinykws.ir.interpret`): run a graph in numpy exactly as TFLite (Micro)'s
   reference int8 kernels do.
 - `tinykws.ir.fixedpoint`: QuantizeMultiplier, SaturatingRoundingDoublingHighMul,
@@ -10,8 +12,8 @@
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.ir import IntGraphBuilder, QuantParams, interpret
-    >>> b = IntGraphBuilder()
+    >>> from tinykws.ir import GraphBuilder, QuantParams, interpret
+    >>> b = GraphBuilder()
     >>> x = b.input("x", (1, 3))
     >>> q = b.quantize(x, QuantParams(0.5, 0))
     >>> graph = b.build([b.dequantize(q)])
@@ -19,13 +21,14 @@ Example:
     [[0.5, -0.5, 1.0]]
 """
 
-from tinykws.ir.builder import IntGraphBuilder, QuantParams, Weights, quantize_bias
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.builder import GraphBuilder, QuantParams, Weights
+from tinykws.ir.graph import Graph, Op, Tensor
 from tinykws.ir.interpret import interpret
+from tinykws.ir.params import quantize_bias
 
 __all__ = [
-    "IntGraph",
-    "IntGraphBuilder",
+    "Graph",
+    "GraphBuilder",
     "Op",
     "QuantParams",
     "Tensor",

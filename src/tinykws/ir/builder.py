@@ -1,4 +1,4 @@
-"""Build an IntGraph layer by layer from integer weights and float scales.
+"""Build a Graph layer by layer from integer weights and float scales.
 
 Each method adds one op, infers its output shape, creates the output tensor with the given
 quantization, and lets the graph compute the op's fixed-point constants. Methods return the
@@ -7,7 +7,8 @@ graphs; pass `None` (and float32 weights) to build the same network in float32.
 
 Example:
     >>> import numpy as np
-    >>> b = IntGraphBuilder("kws")
+    >>> from tinykws.ir.params import quantize_bias
+    >>> b = GraphBuilder("kws")
     >>> x = b.input("features", (1, 4, 4, 1), QuantParams(0.05, -10))
     >>> w = Weights(np.ones((2, 3, 3, 1), np.int8), scales=(0.01, 0.02),
     ...             bias=quantize_bias(np.array([0.1, -0.1]), 0.05, (0.01, 0.02)))
@@ -26,8 +27,7 @@ from typing import Any
 import numpy as np
 
 from tinykws.errors import TinyKWSError
-from tinykws.ir import fixedpoint as fp
-from tinykws.ir.graph import IntGraph, Tensor
+from tinykws.ir.graph import Graph, Tensor
 from tinykws.ir.ops import (
     ACTIVATIONS,
     LOGISTIC_OUTPUT_SCALE,
@@ -55,7 +55,8 @@ class Weights:
     Attributes:
         data: int8 weights (float32 for a float graph), in the op's layout (see `tinykws.ir.ops`).
         scales: one scale per output channel, or a single scale (per tensor); empty for float.
-        bias: int32 (C_out,) at scale s_in * s_w[c] (see `quantize_bias`); None means zeros.
+        bias: int32 (C_out,) at scale s_in * s_w[c] (`tinykws.ir.params.quantize_bias`); None
+            means zeros.
         bits: weight bit width 2..8 (values within ±(2^(bits-1) - 1) below 8).
     """
 
@@ -65,15 +66,9 @@ class Weights:
     bits: int = 8
 
 
-def quantize_bias(bias, input_scale: float, weight_scales) -> np.ndarray:
-    """Quantize a float bias to int32 at scale s_in * s_w[c] (float32 product), ties away from 0."""
-    bias_scale = np.float32(input_scale) * np.asarray(weight_scales, np.float32)
-    q = fp.round_half_away(np.asarray(bias, np.float64) / bias_scale.astype(np.float64))
-    return np.clip(q, fp.INT32_MIN, fp.INT32_MAX).astype(np.int32)
-
-
-def _pair(value) -> list[int]:
-    return [int(value), int(value)] if np.isscalar(value) else [int(v) for v in value]
+def pair(value) -> tuple[int, int]:
+    """(h, w) of a window size, stride or dilation given as one int or as (h, w)."""
+    return (int(value), int(value)) if np.isscalar(value) else tuple(int(v) for v in value)
 
 
 def _explicit(padding):
@@ -87,11 +82,11 @@ def _explicit(padding):
     return tuple(padding)
 
 
-class IntGraphBuilder:
-    """Adds layers to an `IntGraph`; `build(outputs)` validates and returns it."""
+class GraphBuilder:
+    """Adds layers to an `Graph`; `build(outputs)` validates and returns it."""
 
     def __init__(self, name: str = "model") -> None:
-        self.graph = IntGraph(name)
+        self.graph = Graph(name)
         self._count = 0
 
     # --- tensors ---------------------------------------------------------------------------
@@ -164,7 +159,7 @@ class IntGraphBuilder:
 
     def _windowed(self, x: str, filter_hw, stride, padding, dilation=1) -> dict:
         in_hw = self.graph.tensor(x).shape[1:3]
-        stride, dilation = _pair(stride), _pair(dilation)
+        stride, dilation = list(pair(stride)), list(pair(dilation))
         try:
             label, pads = resolve_pads(_explicit(padding), in_hw, filter_hw, stride, dilation)
         except OpError as exc:
@@ -183,10 +178,10 @@ class IntGraphBuilder:
         weights: Weights,
         out: QuantParams | None,
         *,
+        activation: str = "NONE",
         stride=1,
         padding="SAME",
         dilation=1,
-        activation: str = "NONE",
         name: str | None = None,
     ) -> str:
         """CONV_2D. weights.data (C_out, KH, KW, C_in); padding "SAME", "VALID", p, (ph, pw) or
@@ -233,38 +228,24 @@ class IntGraphBuilder:
         inputs = [x, *self._weights(name, x, weights, 0)]
         return self._add("FULLY_CONNECTED", inputs, out, {"activation": activation}, name)
 
-    def _pool(self, op_type, x, filter_size, stride, padding, activation, name) -> str:
+    def max_pool2d(self, x: str, filter_size, **window) -> str:
+        """MAX_POOL_2D; the output keeps the input's qparams. `window`: stride (default: the
+        filter size), padding ("VALID"), activation ("NONE"), name."""
+        return self._pool("MAX_POOL_2D", x, filter_size, **window)
+
+    def avg_pool2d(self, x: str, filter_size, **window) -> str:
+        """AVERAGE_POOL_2D (TFLite semantics: padded pixels are not counted); `window` as for
+        `max_pool2d`."""
+        return self._pool("AVERAGE_POOL_2D", x, filter_size, **window)
+
+    def _pool(
+        self, op_type, x, filter_size, stride=None, padding="VALID", activation="NONE", name=None
+    ) -> str:
         self._check_activation(activation)
-        filter_hw = _pair(filter_size)
+        filter_hw = list(pair(filter_size))
         options = self._windowed(x, filter_hw, filter_hw if stride is None else stride, padding)
         options.update(filter=filter_hw, activation=activation)
         return self._add(op_type, [x], self._same_q(x), options, name)
-
-    def max_pool2d(
-        self,
-        x: str,
-        filter_size,
-        *,
-        stride=None,
-        padding="VALID",
-        activation: str = "NONE",
-        name: str | None = None,
-    ) -> str:
-        """MAX_POOL_2D; stride defaults to the filter size; output keeps the input's qparams."""
-        return self._pool("MAX_POOL_2D", x, filter_size, stride, padding, activation, name)
-
-    def avg_pool2d(
-        self,
-        x: str,
-        filter_size,
-        *,
-        stride=None,
-        padding="VALID",
-        activation: str = "NONE",
-        name: str | None = None,
-    ) -> str:
-        """AVERAGE_POOL_2D (TFLite semantics: padded pixels are not counted)."""
-        return self._pool("AVERAGE_POOL_2D", x, filter_size, stride, padding, activation, name)
 
     def mean(
         self,
@@ -284,31 +265,17 @@ class IntGraphBuilder:
         shape = self.graph.tensor(y).shape
         return self.reshape(y, (shape[0], shape[3]), name=name)
 
-    def add(
-        self,
-        a: str,
-        b: str,
-        out: QuantParams | None,
-        *,
-        activation: str = "NONE",
-        name: str | None = None,
-    ) -> str:
-        """ADD of two tensors (numpy broadcasting), requantized to `out`."""
-        return self._binary("ADD", a, b, out, activation, name)
+    def add(self, a: str, b: str, out: QuantParams | None, **options) -> str:
+        """ADD of two tensors (numpy broadcasting), requantized to `out`. `options`: activation
+        ("NONE"), name."""
+        return self._binary("ADD", a, b, out, **options)
 
-    def mul(
-        self,
-        a: str,
-        b: str,
-        out: QuantParams | None,
-        *,
-        activation: str = "NONE",
-        name: str | None = None,
-    ) -> str:
-        """MUL of two tensors (numpy broadcasting), requantized to `out`."""
-        return self._binary("MUL", a, b, out, activation, name)
+    def mul(self, a: str, b: str, out: QuantParams | None, **options) -> str:
+        """MUL of two tensors (numpy broadcasting), requantized to `out`; `options` as for
+        `add`."""
+        return self._binary("MUL", a, b, out, **options)
 
-    def _binary(self, op_type, a, b, out, activation, name) -> str:
+    def _binary(self, op_type, a, b, out, activation="NONE", name=None) -> str:
         self._check_activation(activation)
         return self._add(op_type, [a, b], out, {"activation": activation}, name)
 
@@ -368,7 +335,7 @@ class IntGraphBuilder:
         t = self.graph.tensor(x)
         return QuantParams(t.scale[0], t.zero_point[0]) if t.is_quantized else None
 
-    def build(self, outputs) -> IntGraph:
+    def build(self, outputs) -> Graph:
         """Mark `outputs` (names, or one name) as graph outputs, validate, return the graph."""
         self.graph.outputs = [outputs] if isinstance(outputs, str) else list(outputs)
         self.graph.validate()

@@ -43,16 +43,33 @@ def wrap_int32(x) -> np.ndarray:
     return ((_i64(x) + 2**31) & 0xFFFFFFFF) - 2**31
 
 
-def round_half_away(x) -> np.ndarray:
+def round_half_away(x):
     """Round float values to the nearest integer, ties away from zero (C's `std::round`).
 
-    Exact for every float: the fractional part is split off before comparing with one half, so
-    0.49999999999999994 rounds to 0 (adding 0.5 and flooring would give 1).
+    Exact for every finite float: the fractional part of |x| is split off (exactly) before it is
+    compared with one half, so 0.49999999999999994 rounds to 0 (adding 0.5 and flooring would
+    give 1). Written with operators only, so numpy arrays, numpy or Python scalars and torch
+    tensors all round by this one rule (fake quantization included); the result keeps the
+    input's float type.
+
+    Example:
+        >>> round_half_away(np.array([0.5, -0.5, 1.5, -2.5, 0.49999997], np.float32)).tolist()
+        [1.0, -1.0, 2.0, -3.0, 0.0]
     """
-    x = np.asarray(x)
-    whole = np.trunc(x)
-    frac = x - whole
-    return whole + np.sign(x) * (np.abs(frac) >= 0.5)
+    magnitude = abs(x)
+    whole = magnitude // 1
+    rounded = whole + (magnitude - whole >= 0.5)
+    return rounded - 2 * rounded * (x < 0)
+
+
+def quantize(x, scale, zero_point, qmin: int, qmax: int):
+    """clip(round_half_away(x / scale) + zero_point, qmin, qmax): a float onto its integer grid.
+
+    TFLite's `AffineQuantize` when x and scale are float32 (the division is float32). Like
+    `round_half_away` it takes numpy arrays and torch tensors alike; the result is still float
+    (integer-valued), for the caller to cast.
+    """
+    return (round_half_away(x / scale) + zero_point).clip(qmin, qmax)
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""IntGraph: the deployed integer network as data (tensors + ops + fixed-point constants).
+"""Graph: a deployed network as data (tensors + ops + fixed-point constants), int8 or float32.
 
 A graph is a list of ops in execution order over named tensors. Tensors carry shape (NHWC for
 activations), dtype ("int8", "int32" or "float32"), quantization (float32 scale(s) and integer
@@ -14,7 +14,7 @@ JSON records the npz's sha256 so a mismatched pair is refused. Loading never unp
 
 Example:
     >>> import numpy as np
-    >>> g = IntGraph("demo")
+    >>> g = Graph("demo")
     >>> _ = g.add_tensor(Tensor("x", (1, 4), "int8", scale=(0.5,), zero_point=(0,)))
     >>> _ = g.add_tensor(Tensor("y", (1, 2, 2), "int8", scale=(0.5,), zero_point=(0,)))
     >>> g.inputs.append("x")
@@ -39,16 +39,17 @@ from typing import Any
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.io import write_bytes, write_json
 from tinykws.ir.ops import OP_KINDS, OpError
 
 DTYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32}
-FORMAT = "tinykws.intgraph"
+FORMAT = "tinykws.intgraph"  # the name every saved file carries; unchanged so old files load
 VERSION = 1
 
 
 @dataclass
 class Tensor:
-    """One tensor of an IntGraph.
+    """One tensor of a Graph.
 
     Attributes:
         name: unique within the graph.
@@ -147,8 +148,8 @@ class Op:
     name: str = ""
 
 
-class IntGraph:
-    """An integer (or float) network: tensors by name, ops in execution order, inputs, outputs.
+class Graph:
+    """A network of int8 or float32 ops: tensors by name, ops in execution order, inputs, outputs.
 
     `metadata` is free-form JSON data that travels with the graph (labels, front-end config).
     """
@@ -265,8 +266,6 @@ class IntGraph:
 
     def save(self, path: str | Path) -> Path:
         """Write the graph as JSON + npz (atomically, npz first); returns the JSON path."""
-        from tinykws.io import write_bytes, write_json
-
         json_path, npz_path = graph_paths(path)
         arrays = {
             f"tensor.{i}": t.data for i, t in enumerate(self.tensors.values()) if t.is_constant
@@ -318,7 +317,7 @@ class IntGraph:
         }
 
     @classmethod
-    def load(cls, path: str | Path) -> IntGraph:
+    def load(cls, path: str | Path) -> Graph:
         """Read a graph written by `save` (no pickle), then validate it."""
         json_path, _ = graph_paths(path)
         doc = _read_json(json_path)
@@ -363,8 +362,8 @@ def _read_json(json_path: Path) -> dict[str, Any]:
     return doc
 
 
-def _from_json(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> IntGraph:
-    graph = IntGraph(doc["name"])
+def _from_json(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
+    graph = Graph(doc["name"])
     graph.metadata = dict(doc.get("metadata") or {})
     for i, t in enumerate(doc["tensors"]):
         data = arrays[f"tensor.{i}"] if t["constant"] else None

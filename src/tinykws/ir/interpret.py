@@ -1,4 +1,4 @@
-"""Run an IntGraph in numpy: the executable specification of tinykws's deployed arithmetic.
+"""Run a Graph in numpy: the executable specification of tinykws's deployed arithmetic.
 
 int8 ops follow TFLite Micro's reference integer kernels bit for bit (see `tinykws.ir.kernels`);
 `runtime="litert"` swaps in LiteRT's reference FULLY_CONNECTED, the one op where the two differ
@@ -11,8 +11,8 @@ treats dimension 0 as the batch, so a whole validation set runs in one call.
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.ir.builder import IntGraphBuilder, QuantParams, Weights
-    >>> b = IntGraphBuilder("demo")
+    >>> from tinykws.ir.builder import GraphBuilder, QuantParams, Weights
+    >>> b = GraphBuilder("demo")
     >>> x = b.input("x", (1, 4), QuantParams(0.5, 0))
     >>> w = Weights(np.array([[1, 2, 3, 4]], np.int8), scales=(0.25,), bias=np.array([0], np.int32))
     >>> y = b.fully_connected(x, w, QuantParams(1.0, 0))
@@ -29,16 +29,16 @@ import numpy as np
 
 from tinykws.errors import TinyKWSError
 from tinykws.ir import kernels as k
-from tinykws.ir.graph import DTYPES, IntGraph, Op, Tensor
+from tinykws.ir.graph import DTYPES, Graph, Op, Tensor
 
 
 def interpret(
-    graph: IntGraph, inputs, *, return_all: bool = False, runtime: str = "tflm"
+    graph: Graph, inputs, *, return_all: bool = False, runtime: str = "tflm"
 ) -> dict[str, np.ndarray]:
     """Run `graph` on `inputs` and return its outputs by name.
 
     Args:
-        graph: a validated IntGraph.
+        graph: a validated Graph.
         inputs: one array (single-input graphs), a sequence in `graph.inputs` order, or a dict
             by input name. Shapes must match the graph except for the batch dimension; int8
             inputs must be integers within [-128, 127].
@@ -64,7 +64,7 @@ def interpret(
     return {n: values[n] for n in names}
 
 
-def _bind_inputs(graph: IntGraph, inputs) -> dict[str, np.ndarray]:
+def _bind_inputs(graph: Graph, inputs) -> dict[str, np.ndarray]:
     if isinstance(inputs, dict):
         unknown = sorted(set(inputs) - set(graph.inputs))
         if unknown:

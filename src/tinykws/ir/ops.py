@@ -1,4 +1,4 @@
-"""What each IntGraph op is: its inputs, its output shape, its checks, its fixed-point constants.
+"""What each Graph op is: its inputs, its output shape, its checks, its fixed-point constants.
 
 `OP_KINDS[type]` holds, for every op type, an `OpKind` with
 - `infer(inputs, options) -> output shape`,
@@ -36,7 +36,7 @@ from tinykws.ir.params import (
     softmax_params,
 )
 
-__all__ = ["OP_KINDS", "OpError", "OpKind", "resolve_pads", "same_pads"]
+__all__ = ["OP_KINDS", "OpError", "OpKind", "op_macs", "resolve_pads", "same_pads"]
 
 ACTIVATIONS = ("NONE", "RELU", "RELU6")
 PADDINGS = ("SAME", "VALID", "EXPLICIT")
@@ -239,14 +239,20 @@ def _binary_check(inputs, output, options):
         _check_int8_act(inputs[1], "input")
 
 
-def _logistic_check(inputs, output, options):
-    _check_float_or_int8(inputs, output)
-    if output.dtype == "int8":
-        require(
-            np.float32(output.scale[0]) == np.float32(LOGISTIC_OUTPUT_SCALE)
-            and output.zero_point[0] == LOGISTIC_OUTPUT_ZERO_POINT,
-            "int8 LOGISTIC output must have scale 1/256 and zero point -128",
-        )
+def _fixed_output_check(op_type: str, scale: float, zero_point: int):
+    """The check of an op whose int8 output has one fixed scale and zero point (TFLite's)."""
+
+    def check(inputs, output, options):
+        _check_float_or_int8(inputs, output)
+        if output.dtype == "int8":
+            require(
+                np.float32(output.scale[0]) == np.float32(scale)
+                and output.zero_point[0] == zero_point,
+                f"int8 {op_type} output must have scale 1/{round(1 / scale)} and zero point "
+                f"{zero_point}",
+            )
+
+    return check
 
 
 def _slice_infer(inputs, options):
@@ -289,16 +295,6 @@ def _reshape_infer(inputs, options):
 def _reshape_check(inputs, output, options):
     require(inputs[0].dtype == output.dtype, "RESHAPE keeps the dtype")
     _check_same_qparams(inputs[0], output)
-
-
-def _softmax_check(inputs, output, options):
-    _check_float_or_int8(inputs, output)
-    if output.dtype == "int8":
-        require(
-            np.float32(output.scale[0]) == np.float32(SOFTMAX_OUTPUT_SCALE)
-            and output.zero_point[0] == SOFTMAX_OUTPUT_ZERO_POINT,
-            "int8 SOFTMAX output must have scale 1/256 and zero point -128",
-        )
 
 
 def _quantize_check(inputs, output, options):
@@ -348,12 +344,36 @@ OP_KINDS: dict[str, OpKind] = {
     "MEAN": OpKind(1, _mean_infer, lambda i, o, p: _check_float_or_int8(i, o), mean_params),
     "ADD": OpKind(2, _add_infer, _binary_check, add_params),
     "RESHAPE": OpKind(1, _reshape_infer, _reshape_check, _no_params),
-    "SOFTMAX": OpKind(1, _same_shape, _softmax_check, softmax_params),
+    "SOFTMAX": OpKind(
+        1,
+        _same_shape,
+        _fixed_output_check("SOFTMAX", SOFTMAX_OUTPUT_SCALE, SOFTMAX_OUTPUT_ZERO_POINT),
+        softmax_params,
+    ),
     "QUANTIZE": OpKind(1, _same_shape, _quantize_check, quantize_params),
     "DEQUANTIZE": OpKind(1, _same_shape, _dequantize_check, _no_params),
     "PAD": OpKind(1, _pad_infer, _unary_check, _no_params),
     "MUL": OpKind(2, _add_infer, _binary_check, mul_params),
-    "LOGISTIC": OpKind(1, _same_shape, _logistic_check, logistic_params),
+    "LOGISTIC": OpKind(
+        1,
+        _same_shape,
+        _fixed_output_check("LOGISTIC", LOGISTIC_OUTPUT_SCALE, LOGISTIC_OUTPUT_ZERO_POINT),
+        logistic_params,
+    ),
     "SLICE": OpKind(1, _slice_infer, _unary_check, _no_params),
     "CONCATENATION": OpKind(0, _concat_infer, _concat_check, _no_params),
 }
+
+
+def op_macs(graph, op) -> int:
+    """Multiply-accumulates of one op of `graph` at batch 1 (0 for ops without weights)."""
+    out = int(np.prod(graph.tensor(op.outputs[0]).shape))
+    if op.type == "CONV_2D":
+        kh, kw, c_in = graph.tensor(op.inputs[1]).shape[1:]
+        return out * kh * kw * c_in
+    if op.type == "DEPTHWISE_CONV_2D":
+        kh, kw = graph.tensor(op.inputs[1]).shape[1:3]
+        return out * kh * kw
+    if op.type == "FULLY_CONNECTED":
+        return out * graph.tensor(op.inputs[1]).shape[1]
+    return 0

@@ -4,7 +4,7 @@ Every function takes the op's input tensors, output tensor and options and retur
 numpy int32 arrays that the integer kernels read ("multiplier"/"shift" Q31 pairs, an
 "activation_range" [min, max], ...). Scales are float32 values widened to double, exactly as
 TFLite's C++ reads them, so the multipliers match TFLite's bit for bit. They are computed once,
-when an op joins a graph (`IntGraph.add_op`), and only read afterwards.
+when an op joins a graph (`Graph.add_op`), and only read afterwards.
 
 Example:
     >>> activation_range("RELU6", 0.05, -128).tolist()   # 6 / 0.05 = 120 -> -128 + 120
@@ -12,6 +12,8 @@ Example:
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -34,6 +36,91 @@ def require(ok: bool, message: str) -> None:
 def _f64(scale: float) -> float:
     """A float32 scale widened to double, as TFLite's Prepare functions read it."""
     return float(np.float32(scale))
+
+
+def weight_qrange(bits: int) -> tuple[int, int]:
+    """(qmin, qmax) of `bits`-wide symmetric weights: ±(2^(bits-1) - 1) (-128 is never used)."""
+    limit = 2 ** (bits - 1) - 1
+    return -limit, limit
+
+
+def power_of_two_ceil(scale: float) -> float:
+    """The smallest power of two >= `scale` (scales of fixed-point hardware: shifts only)."""
+    return 2.0 ** math.ceil(math.log2(scale))
+
+
+CLIP_CANDIDATES = 100  # clipping ratios the "mse" weight observer tries, 1/100 .. 1
+
+
+def weight_scales(
+    weight, bits: int, per_channel: bool, observer: str = "minmax", power_of_two: bool = False
+) -> np.ndarray:
+    """Symmetric weight scales, float32 (C,) per output channel (axis 0) or (1,), all > 0.
+
+    "minmax": max |w| / qmax. "mse": the clipping ratio of max |w| (of `CLIP_CANDIDATES`) whose
+    rounded weights have the smallest squared error. A channel whose weights are all zero gets
+    the median scale of the others (the lower middle one; 1 if there are none), so its bias,
+    quantized at s_in * s_w, keeps a fine grid. Arithmetic is float32.
+
+    Example:
+        >>> weight_scales(np.array([[0.5, -1.27], [0.0, 0.0]], np.float32), 8, True).tolist()
+        [0.009999999776482582, 0.009999999776482582]
+    """
+    w = np.asarray(weight, np.float32)
+    w = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
+    qmax = weight_qrange(bits)[1]
+    top = np.abs(w).max(axis=1)
+    if observer == "minmax":
+        scales = top / np.float32(qmax)
+    elif observer == "mse":
+        scales = _mse_weight_scales(w, top, qmax)
+    else:
+        raise ValueError(f"weight observer must be minmax or mse; got {observer!r}")
+    alive = scales > 0
+    if not alive.all():
+        fill = np.sort(scales[alive])[(alive.sum() - 1) // 2] if alive.any() else 1.0
+        scales = np.where(alive, scales, np.float32(fill))
+    if power_of_two:
+        scales = np.array([power_of_two_ceil(float(s)) for s in scales])
+    return scales.astype(np.float32)
+
+
+def _mse_weight_scales(w: np.ndarray, top: np.ndarray, qmax: int) -> np.ndarray:
+    ratios = np.linspace(1.0 / CLIP_CANDIDATES, 1.0, CLIP_CANDIDATES, dtype=np.float32)
+    tiny = np.finfo(np.float32).tiny
+    scales = np.maximum(top[:, None] * ratios, tiny) / np.float32(qmax)  # (C, R)
+    q = fp.quantize(w[:, None, :], scales[:, :, None], 0, -qmax, qmax)
+    error = ((q * scales[:, :, None] - w[:, None, :]) ** 2).sum(axis=2)
+    return np.take_along_axis(scales, error.argmin(axis=1)[:, None], axis=1)[:, 0]
+
+
+def quantize_weights(weight, scales, bits: int) -> np.ndarray:
+    """Symmetric int8 storage of float weights: clip(round_half_away(w / s[c]), ±qmax).
+
+    weight: float32 (C, ...) with the output channel first; scales: float32 (C,) or (1,).
+    The division is float32, as fake quantization rounds the same weights.
+    """
+    w = np.asarray(weight, np.float32)
+    scale = np.asarray(scales, np.float32).reshape(-1, *([1] * (w.ndim - 1)))
+    qmin, qmax = weight_qrange(bits)
+    return fp.quantize(w, scale, 0, qmin, qmax).astype(np.int8)
+
+
+def quantize_bias(bias, input_scale: float, weight_scales) -> np.ndarray:
+    """Quantize a float bias to int32 at scale s_in * s_w[c] (float32 product), ties away from 0.
+
+    Example:
+        >>> quantize_bias(np.array([0.1, -0.1]), 0.05, (0.01, 0.02)).tolist()
+        [200, -100]
+    """
+    bias_scale = np.float32(input_scale) * np.asarray(weight_scales, np.float32)
+    return quantize_int32(bias, bias_scale)
+
+
+def quantize_int32(values, scale) -> np.ndarray:
+    """int32 values at `scale`: float64 division, rounded half away from zero, clamped."""
+    q = fp.round_half_away(np.asarray(values, np.float64) / np.asarray(scale, np.float64))
+    return np.clip(q, fp.INT32_MIN, fp.INT32_MAX).astype(np.int32)
 
 
 def activation_range(activation: str, scale: float, zero_point: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Plan the activation arena of an IntGraph: one block of RAM holding every live tensor.
+"""Plan the activation arena of a Graph: one block of RAM holding every live tensor.
 
 Each non-constant tensor lives from the op that writes it (graph inputs: from the start) to the
 last op that reads it (graph outputs: to the end). Tensors whose lifetimes overlap must not
@@ -21,8 +21,8 @@ the s8 kernels TFLite Micro uses on Cortex-M:
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.ir import IntGraphBuilder, QuantParams, Weights
-    >>> b = IntGraphBuilder()
+    >>> from tinykws.ir import GraphBuilder, QuantParams, Weights
+    >>> b = GraphBuilder()
     >>> x = b.input("x", (1, 8, 8, 4), QuantParams(0.1, 0))
     >>> w = Weights(np.ones((4, 1, 1, 4), np.int8), scales=(0.01,) * 4)
     >>> y = b.conv2d(x, w, QuantParams(0.1, 0))
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tinykws.ir.graph import DTYPES, IntGraph, Op
+from tinykws.ir.graph import DTYPES, Graph, Op
 
 DEFAULT_ALIGNMENT = 16  # bytes, as TFLite Micro aligns arena buffers
 INT16_BYTES, INT32_BYTES = 2, 4
@@ -90,13 +90,13 @@ class ArenaPlan:
         return sum(b.size_bytes for b in self.buffers if b.first <= op_index <= b.last)
 
 
-def tensor_bytes(graph: IntGraph, name: str) -> int:
+def tensor_bytes(graph: Graph, name: str) -> int:
     """Bytes of one tensor at batch 1 (its shape as the graph says, dtype size)."""
     tensor = graph.tensor(name)
     return int(np.prod(tensor.shape)) * np.dtype(DTYPES[tensor.dtype]).itemsize
 
 
-def cmsis_scratch_bytes(graph: IntGraph, op: Op) -> int:
+def cmsis_scratch_bytes(graph: Graph, op: Op) -> int:
     """Working memory of `op` in CMSIS-NN's s8 kernels (see the module docstring)."""
     if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "MEAN"):
         return 0
@@ -111,12 +111,12 @@ def cmsis_scratch_bytes(graph: IntGraph, op: Op) -> int:
     return 0 if (kh, kw) == (1, 1) else 2 * x.shape[3] * kh * kw * INT16_BYTES
 
 
-def no_scratch(graph: IntGraph, op: Op) -> int:
+def no_scratch(graph: Graph, op: Op) -> int:
     """No working memory (plan the tensors alone)."""
     return 0
 
 
-def reshape_aliases(graph: IntGraph) -> dict[str, str]:
+def reshape_aliases(graph: Graph) -> dict[str, str]:
     """RESHAPE outputs that can reuse their input's bytes: the input is not read afterwards and
     is not a graph output. Maps each such output to the root tensor owning the bytes."""
     last_read: dict[str, int] = {}
@@ -132,7 +132,7 @@ def reshape_aliases(graph: IntGraph) -> dict[str, str]:
 
 
 def buffers_of(
-    graph: IntGraph, scratch: Callable[[IntGraph, Op], int], aliases: dict[str, str] | None = None
+    graph: Graph, scratch: Callable[[Graph, Op], int], aliases: dict[str, str] | None = None
 ) -> list[Buffer]:
     """Every activation tensor with its lifetime (an alias extends its root's), and the scratch
     buffer of each op needing one."""
@@ -189,16 +189,16 @@ def place(buffers: list[Buffer], alignment: int = DEFAULT_ALIGNMENT) -> dict[str
 
 
 def plan_arena(
-    graph: IntGraph,
+    graph: Graph,
     *,
-    scratch: Callable[[IntGraph, Op], int] = cmsis_scratch_bytes,
+    scratch: Callable[[Graph, Op], int] = cmsis_scratch_bytes,
     alignment: int = DEFAULT_ALIGNMENT,
     alias_reshape: bool = True,
 ) -> ArenaPlan:
     """Place every activation tensor (and scratch buffer) of `graph` in one arena.
 
     Args:
-        graph: a valid IntGraph (int8 or float32); shapes at batch 1.
+        graph: a valid Graph (int8 or float32); shapes at batch 1.
         scratch: bytes of working memory an op needs, given (graph, op).
         alignment: byte alignment of every offset (16 as TFLite Micro).
         alias_reshape: let RESHAPE write in place where its input dies (see `reshape_aliases`).
@@ -217,7 +217,7 @@ def plan_arena(
     return ArenaPlan(offsets, buffers, size, alignment, scratch_sizes, aliases)
 
 
-def io_estimate_bytes(graph: IntGraph) -> list[int]:
+def io_estimate_bytes(graph: Graph) -> list[int]:
     """Per op, its input activations plus its output (bytes): the simple per-layer RAM estimate
     (the peak is the largest; it ignores tensors kept alive for later ops, e.g. residuals)."""
     rows = []

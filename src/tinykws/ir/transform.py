@@ -6,8 +6,8 @@ switches between the two without touching any other op or its fixed-point consta
 
 Example:
     >>> import numpy as np
-    >>> from tinykws.ir.builder import IntGraphBuilder, QuantParams
-    >>> b = IntGraphBuilder()
+    >>> from tinykws.ir.builder import GraphBuilder, QuantParams
+    >>> b = GraphBuilder()
     >>> x = b.input("x", (1, 3), QuantParams(0.5, 0))
     >>> g = b.build([b.softmax(x)])
     >>> [op.type for op in with_io_dtype(g, "float32").ops]
@@ -19,13 +19,13 @@ from __future__ import annotations
 import copy
 
 from tinykws.errors import TinyKWSError
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.graph import Graph, Op, Tensor
 from tinykws.ir.ops import OP_KINDS
 
 IO_DTYPES = ("int8", "float32")
 
 
-def with_io_dtype(graph: IntGraph, io_dtype: str) -> IntGraph:
+def with_io_dtype(graph: Graph, io_dtype: str) -> Graph:
     """A copy of `graph` whose inputs and outputs are all `io_dtype` ("int8" or "float32").
 
     float32: int8 inputs get a QUANTIZE from a new float input "<name>_float"; int8 outputs get
@@ -43,7 +43,7 @@ def with_io_dtype(graph: IntGraph, io_dtype: str) -> IntGraph:
     return graph
 
 
-def _float_boundary(graph: IntGraph) -> None:
+def _float_boundary(graph: Graph) -> None:
     head: list[Op] = []
     for i, name in enumerate(graph.inputs):
         tensor = graph.tensors[name]
@@ -62,7 +62,7 @@ def _float_boundary(graph: IntGraph) -> None:
             graph.outputs[i] = float_name
 
 
-def _int8_boundary(graph: IntGraph) -> None:
+def _int8_boundary(graph: Graph) -> None:
     for i, name in enumerate(graph.inputs):
         users = graph.consumers(name)
         if graph.tensors[name].dtype == "float32":
@@ -87,12 +87,12 @@ def _int8_boundary(graph: IntGraph) -> None:
             graph.outputs[i] = producer.inputs[0]
 
 
-def _op(graph: IntGraph, op_type: str, source: str, target: str) -> Op:
+def _op(graph: Graph, op_type: str, source: str, target: str) -> Op:
     ins, out = [graph.tensors[source]], graph.tensors[target]
     return Op(op_type, [source], [target], {}, OP_KINDS[op_type].prepare(ins, out, {}), target)
 
 
-def _fresh(graph: IntGraph, name: str) -> str:
+def _fresh(graph: Graph, name: str) -> str:
     candidate, n = name, 1
     while candidate in graph.tensors:
         candidate, n = f"{name}_{n}", n + 1

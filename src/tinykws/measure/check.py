@@ -35,8 +35,17 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from tinykws.errors import ConstraintFailed, TinyKWSError
+from tinykws.export.c.build import arm_compiler
+from tinykws.export.c.mcu import qemu_binary
 from tinykws.io import read_json_object
+from tinykws.log import logger
+from tinykws.measure.latency import LatencyConfig
+from tinykws.measure.metrics import measure_mcu, model_metrics, read_mcu
+from tinykws.measure.model_file import load_model
 
 BYTE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2}
 MS_UNITS = {"": 1.0, "ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
@@ -179,9 +188,6 @@ def run_figures(run_dir, config: CheckConfig) -> RunFigures:
     metrics = _read(run_dir / "export" / "metrics.json")
     artefact = _pick_artefact(summary, config, run_dir)
     if metrics is None:
-        from tinykws.measure.latency import LatencyConfig
-        from tinykws.measure.metrics import model_metrics
-
         latency = LatencyConfig() if _wants_latency(config) else None
         metrics = model_metrics(run_dir, latency)
     accuracy, source = _accuracy(run_dir, artefact, config.split)
@@ -196,20 +202,11 @@ def _wants_latency(config: CheckConfig) -> bool:
 def _mcu(run_dir: Path, metrics: dict) -> dict | None:
     """The emulated Cortex-M4 count: recorded by the export stage, else measured here when
     the tools are installed (None when it cannot be had)."""
-    from tinykws.measure.metrics import read_mcu
-
     figures = metrics.get("mcu") or read_mcu(run_dir / "export" / "c")
     if figures is not None:
         return figures
-    from tinykws.export.c.build import arm_compiler
-    from tinykws.export.c.mcu import qemu_binary
-
     if arm_compiler() is None or qemu_binary() is None:
         return None
-    from tinykws.log import logger
-    from tinykws.measure.metrics import measure_mcu
-    from tinykws.run.exporting import load_model
-
     try:
         return measure_mcu(load_model(run_dir))
     except TinyKWSError as exc:
@@ -354,9 +351,6 @@ def failure(rows: list[CheckRow]) -> ConstraintFailed | None:
 
 def print_rows(rows: list[CheckRow], console=None) -> None:
     """The pass/fail table."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table("constraint", "limit", "value", "result", "measured on")
     for r in rows:
         table.add_row(

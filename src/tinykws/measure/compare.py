@@ -76,7 +76,7 @@ def model_file_bytes(path) -> int:
     """
     import json
 
-    from tinykws.measure.predictors import resolve_model_path
+    from tinykws.train.model_file import resolve_model_path
 
     path = Path(path)
     if path.is_dir() and (path / "model.c").is_file():
@@ -95,8 +95,8 @@ def compare(
 
     `backends` default to `default_backend` of each file; `cache_dir` caches audio and features.
     """
-    from tinykws.measure.predictors import default_backend, load_predictor
-    from tinykws.quant.sizes import compression_ratio, predictor_memory
+    from tinykws.measure.predictors import default_backend, load_predictor, predictor_memory
+    from tinykws.quant.sizes import compression_ratio
     from tinykws.train.evaluate import load_eval_data
 
     backend_a = backends[0] or default_backend(path_a)

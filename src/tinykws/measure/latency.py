@@ -26,14 +26,13 @@ Example:
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tinykws.config import check_range
+from tinykws.timing import median_ms
 
 
 @dataclass(frozen=True)
@@ -58,27 +57,6 @@ class LatencyConfig:
         check_range("latency.runs", self.runs, 1, 1_000_000)
         check_range("latency.warmup", self.warmup, 0, 1_000_000)
         check_range("latency.threads", self.threads, 1, 1024)
-
-
-def median_ms(
-    function: Callable[[Any], Any],
-    argument,
-    *,
-    runs: int,
-    warmup: int,
-    sync: Callable[[], None] | None = None,
-) -> float:
-    """Median milliseconds of `function(argument)` over `runs` calls after `warmup` calls."""
-    for _ in range(warmup):
-        function(argument)
-    times = np.empty(runs)
-    for i in range(runs):
-        start = time.perf_counter_ns()
-        function(argument)
-        if sync is not None:
-            sync()
-        times[i] = time.perf_counter_ns() - start
-    return float(np.median(times) / 1e6)
 
 
 def frontend_ms(meta: dict, config: LatencyConfig) -> float:
@@ -138,6 +116,7 @@ def _onnx_row(
 def _artefacts(model) -> list[tuple[str, str, Any]]:
     """(runtime, precision, builder() -> bytes) for every file the model can be exported to."""
     from tinykws.export import onnx as onnx_export
+    from tinykws.export import onnx_torch
     from tinykws.export.float_graph import lower_float
     from tinykws.export.tflite import tflite_bytes
     from tinykws.ir.transform import with_io_dtype
@@ -151,7 +130,7 @@ def _artefacts(model) -> list[tuple[str, str, Any]]:
                 lambda: tflite_bytes(lower_float(model.float_source), metadata={}),
             )
         )
-        jobs.append(("onnxruntime", "float32", lambda: onnx_export.onnx_float_bytes(model.module)))
+        jobs.append(("onnxruntime", "float32", lambda: onnx_torch.onnx_float_bytes(model.module)))
     if model.graph is not None:
         graph = with_io_dtype(model.graph, "int8")
         jobs.append(
@@ -169,7 +148,7 @@ def _artefacts(model) -> list[tuple[str, str, Any]]:
             (
                 "onnxruntime",
                 "dynamic",
-                lambda: onnx_export.onnx_dynamic_bytes(model.quantized.module),
+                lambda: onnx_torch.onnx_dynamic_bytes(model.quantized.module),
             )
         )
     return jobs

@@ -1,7 +1,7 @@
 """Network metrics: per layer and in total, what a model costs on a device.
 
 In the spirit of MATLAB's estimateNetworkMetrics, computed on the graph that gets deployed (the
-int8 IntGraph of a quantized model, the float32 graph of a float checkpoint):
+int8 Graph of a quantized model, the float32 graph of a float checkpoint):
 
 - per layer (op): type, output shape, parameters and learnables (non-zero parameters),
   parameter memory at the layer's bit width (weights packed as `tinykws.quant.sizes` packs them,
@@ -38,12 +38,23 @@ Example:
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.export.c import SIZES_FILE, export_c
+from tinykws.export.c.mcu import MCU_FILE, default_inputs, emulate_cortex_m4
+from tinykws.export.float_graph import lower_float
+from tinykws.ir.ops import op_macs
+from tinykws.ir.plan import io_estimate_bytes, no_scratch, plan_arena
+from tinykws.measure.latency import measure_latency
+from tinykws.measure.model_file import load_model
+from tinykws.models import summary
+from tinykws.quant.sizes import packed_bytes
 
 
 @dataclass(frozen=True)
@@ -62,27 +73,11 @@ CORTEX_M = (
 )
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 FLOAT_BYTES = 4
-SIZES_FILE = "sizes.json"  # in a C export folder: Cortex-M section sizes {"text", "rodata", ...}
-MCU_FILE = "mcu.json"  # in a C export folder: emulated Cortex-M4 instruction counts
 MCU_CLOCK_HZ = 80e6
 
 
 def _size(shape) -> int:
     return int(np.prod(shape))
-
-
-def op_macs(graph, op) -> int:
-    """Multiply-accumulates of one op at batch 1 (0 for ops without weights)."""
-    out = graph.tensor(op.outputs[0]).shape
-    if op.type == "CONV_2D":
-        kh, kw, c_in = graph.tensor(op.inputs[1]).shape[1:]
-        return _size(out) * kh * kw * c_in
-    if op.type == "DEPTHWISE_CONV_2D":
-        kh, kw = graph.tensor(op.inputs[1]).shape[1:3]
-        return _size(out) * kh * kw
-    if op.type == "FULLY_CONNECTED":
-        return _size(out) * graph.tensor(op.inputs[1]).shape[1]
-    return 0
 
 
 def op_flops(graph, op) -> int:
@@ -108,8 +103,6 @@ def op_flops(graph, op) -> int:
 
 def _param_figures(graph, op) -> dict:
     """Parameters, non-zero learnables, bit width and bytes of one op's constants."""
-    from tinykws.quant.sizes import packed_bytes
-
     constants = [graph.tensor(n) for n in op.inputs if graph.tensor(n).is_constant]
     weights = [t for t in constants if t.dtype in ("int8", "float32") and op.type in WEIGHTED]
     weights = weights[:1]
@@ -131,8 +124,6 @@ def _param_figures(graph, op) -> dict:
 
 def layer_rows(graph) -> list[dict]:
     """One row per op of `graph` (see the module docstring for each figure)."""
-    from tinykws.ir.plan import io_estimate_bytes
-
     rows = []
     for op, io_bytes in zip(graph.ops, io_estimate_bytes(graph)):
         out = graph.tensor(op.outputs[0])
@@ -151,9 +142,7 @@ def layer_rows(graph) -> list[dict]:
 
 
 def graph_metrics(graph, code_bytes: int | None = None) -> dict:
-    """Per-layer rows, flash, RAM and totals of an IntGraph (int8 or float32)."""
-    from tinykws.ir.plan import no_scratch, plan_arena
-
+    """Per-layer rows, flash, RAM and totals of a Graph (int8 or float32)."""
     rows = layer_rows(graph)
     plan = plan_arena(graph)
     arena = plan_arena(graph, scratch=no_scratch).size_bytes
@@ -200,8 +189,6 @@ def _assemble(rows: list[dict], ram: dict, code_bytes: int | None) -> dict:
 
 def torch_metrics(module) -> dict:
     """Float figures from the PyTorch summary, for models that do not lower to a graph."""
-    from tinykws.models import summary
-
     rows = []
     previous = int(np.prod((1, *module.config.input_shape)))
     for r in summary(module):
@@ -244,8 +231,6 @@ def cortex_m_estimates(macs: int) -> list[dict]:
 
 def read_code_bytes(c_dir) -> int | None:
     """.text bytes of a Cortex-M build of exported C (`sizes.json` in its folder), if any."""
-    import json
-
     path = Path(c_dir) / SIZES_FILE
     if not path.is_file():
         return None
@@ -257,8 +242,6 @@ def read_code_bytes(c_dir) -> int | None:
 
 def static_metrics(model, code_bytes: int | None = None) -> dict:
     """Per-layer and total figures of a `LoadedModel` (int8 graph, else float)."""
-    from tinykws.export.float_graph import lower_float
-
     if model.graph is not None:
         return graph_metrics(model.graph, code_bytes)
     if model.module is None:
@@ -271,8 +254,6 @@ def static_metrics(model, code_bytes: int | None = None) -> dict:
 
 def read_mcu(c_dir) -> dict | None:
     """The emulated Cortex-M4 counts of a C export folder (its mcu.json), if any."""
-    import json
-
     path = Path(c_dir) / MCU_FILE
     if not path.is_file():
         return None
@@ -289,17 +270,23 @@ def read_mcu(c_dir) -> dict | None:
 def measure_mcu(model, c_dir=None) -> dict:
     """Run the emulated Cortex-M4 (`tinykws.export.c.mcu`) on `c_dir`, or on a temporary C
     export of an int8 `LoadedModel`; returns the mcu.json figures."""
-    import tempfile
-
-    from tinykws.export.c.mcu import default_inputs, emulate_cortex_m4
-
     if c_dir is not None:
         run = emulate_cortex_m4(c_dir, graph=model.graph, **default_inputs(c_dir))
         return run.to_dict()
-    from tinykws.run.exporting import ExportOptions, export_loaded
-
+    if model.precision != "int8":
+        raise TinyKWSError(
+            f"{model.path}: cannot export to c: the C kernels are integer-only and this model "
+            f"is {model.precision}; quantize it with ptq or qat first"
+        )
+    meta = model.meta
     with tempfile.TemporaryDirectory(prefix="tinykws-c-") as tmp:
-        folder = export_loaded(model, "c", Path(tmp) / "c", ExportOptions()).path
+        folder = export_c(
+            model.graph,
+            Path(tmp) / "c",
+            frontend_config=meta.get("frontend"),
+            normalization=meta.get("normalization"),
+            labels=meta.get("labels"),
+        )
         figures = read_mcu(folder)
         if figures is None:  # not measured by the export: run it here, errors shown
             figures = measure_mcu(model, folder)
@@ -324,9 +311,6 @@ def model_metrics(model_path, latency=None, c_dir=None, mcu: bool = False) -> di
         mcu: run the emulated Cortex-M4 when `c_dir` has no mcu.json (on `c_dir`, or on a
             temporary C export of the model).
     """
-    from tinykws.measure.latency import measure_latency
-    from tinykws.run.exporting import load_model
-
     model = load_model(model_path)
     code = read_code_bytes(c_dir) if c_dir is not None else None
     result = {

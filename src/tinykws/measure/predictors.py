@@ -12,17 +12,35 @@ Example:
 
 from __future__ import annotations
 
-import json
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from tinykws.checkpoint import load_checkpoint
 from tinykws.errors import TinyKWSError
+from tinykws.ir.graph import Graph
 from tinykws.metadata import check_meta
+from tinykws.quant.files import rebuild_quantized
+from tinykws.quant.scoring import backend_logits, graph_logits
+from tinykws.quant.sizes import ParameterMemory, float_memory, graph_memory, quantized_memory
+from tinykws.train.loop import pick_device, predict_logits
+from tinykws.train.model_file import (  # noqa: F401  (read here by the layers above)
+    FINAL_MODEL_FILE,
+    check_file_meta,
+    check_model_meta,
+    check_model_size,
+    frontend,
+    frontend_shape,
+    load_float_model,
+    model_dataset,
+    normalization,
+    resolve_model_path,
+)
 
-FINAL_MODEL_FILE = "final.json"  # in a run directory: {"model": "<relative path>"}
+BACKENDS = ("torch", "fakequant", "int")  # of a quantized checkpoint
 
 
 class Predictor(Protocol):
@@ -45,177 +63,112 @@ class TorchPredictor:
         return tuple(self.meta["labels"])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.train.loop import pick_device, predict_logits
-
         device = self.device or pick_device("auto")
         self.module.to(device)
         return predict_logits(self.module, features, normalization(self.meta), device).numpy()
 
 
-def normalization(meta: dict):
-    """The feature normalisation stored in a model's metadata."""
-    from tinykws.features.frontend import Normalization
+@dataclass
+class QuantPredictor:
+    """A quantized model run by one backend: "torch", "fakequant" or "int"."""
 
-    norm = meta["normalization"]
-    return Normalization(mean=tuple(norm["mean"]), std=tuple(norm["std"]))
+    quantized: Any
+    meta: dict
+    backend: str
+    graph: Any = None
 
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.meta["labels"])
 
-def frontend(meta: dict):
-    """The `FrontEnd` a model was trained with."""
-    from tinykws.features.frontend import FrontEnd, frontend_config
+    @property
+    def module(self):
+        """The float network (backend torch), the fake-quant model, or None (int)."""
+        if self.backend == "torch":
+            return self.quantized.module.net
+        return self.quantized.module if self.backend == "fakequant" else None
 
-    return FrontEnd(frontend_config(meta["frontend"]))
-
-
-def model_dataset(meta: dict, root):
-    """The folder `root` loaded as the model (its metadata) was trained: same data config, same
-    labels.
-
-    Raises:
-        TinyKWSError: a missing or wrong folder, or labels that differ from the model's.
-    """
-    from tinykws.config import from_dict
-    from tinykws.data import speech_commands as sc
-
-    dataset = sc.load_dataset(root, from_dict(sc.DataConfig, meta.get("data", {}), "data"))
-    if list(dataset.labels) != list(meta["labels"]):
-        raise TinyKWSError(
-            f"{root}: its labels {list(dataset.labels)} differ from the model's "
-            f"{list(meta['labels'])}; use the folder the model was trained on"
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return backend_logits(
+            self.quantized, self.graph, features, normalization(self.meta), self.backend
         )
-    return dataset
+
+
+@dataclass
+class GraphPredictor:
+    """An integer graph file run by the numpy interpreter."""
+
+    graph: Any
+    meta: dict
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.meta["labels"])
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        return graph_logits(self.graph, features, normalization(self.meta))
 
 
 def load_torch(path: Path, backend: str = "torch") -> TorchPredictor:
-    """Load a checkpoint as a PyTorch model (rebuilt from its config; no code executed)."""
-    from tinykws.checkpoint import load_checkpoint
-    from tinykws.models import build_model
-
+    """Load a float checkpoint as a PyTorch model (rebuilt from its config; no code executed)."""
     if backend != "torch":
         raise TinyKWSError(f"{path}: backend '{backend}' needs a quantized model; this is float")
-    tensors, meta = load_checkpoint(path)
-    for key in ("model", "labels", "frontend", "normalization"):
-        if key not in meta:
-            raise TinyKWSError(f"{path}: checkpoint has no '{key}' entry; not a tinykws model")
-    if "quant" in meta:
-        method = (meta["quant"].get("config") or {}).get("method", "")
-        raise TinyKWSError(
-            f"{path}: a {method} quantized model; "
-            "this step needs the float checkpoint it was quantized from"
-        )
-    module = build_model(check_model_meta(meta, str(path)))
-    expected = set(module.state_dict())
-    missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise TinyKWSError(
-            f"{path}: weights do not fit the model config ({len(missing)} missing and "
-            f"{len(unexpected)} unexpected tensors, e.g. '{example}')"
-        )
-    try:
-        module.load_state_dict(tensors)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1].strip()
-        raise TinyKWSError(f"{path}: weights do not fit the model config: {first}") from None
-    module.eval()
+    module, meta = load_float_model(path)
     return TorchPredictor(module=module, meta=meta)
 
 
-MAX_PARAMS = 50_000_000  # a keyword spotter for a microcontroller is far below this
+def load_checkpoint_predictor(path: Path, backend: str = "torch"):
+    """A quantized checkpoint as `QuantPredictor` with `backend` ("torch" runs the float weights
+    it was quantized from, "int" the integer graph beside it or one lowered on the spot); a
+    float one through `load_torch`."""
+    tensors, meta = load_checkpoint(path)
+    if "quant" not in meta:
+        return load_torch(path, backend)
+    if backend not in BACKENDS:
+        raise TinyKWSError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    quantized = rebuild_quantized(meta, tensors, str(path))
+    graph = None
+    if backend == "int":
+        name = meta["quant"].get("graph")
+        graph = Graph.load(Path(path).parent / name) if name else None
+        if graph is None and not quantized.lowerable:
+            raise TinyKWSError(
+                f"{path}: this {quantized.config.method} model has no integer "
+                f"graph; use --backend torch or fakequant"
+            )
+    return QuantPredictor(quantized, meta, backend, graph)
 
 
-def check_model_meta(meta: dict, where: str):
-    """Check that a model's metadata fits together and return its model config: as many labels
-    as outputs, the front end's (frames, bins) = the model's input, a normalisation per bin (or
-    one for all) and a sane size (counted without allocating the weights).
-
-    Raises:
-        TinyKWSError: naming `where` and the mismatch.
-    """
-    from tinykws.models import config_from_dict
-
-    check_meta(meta, where)
-    shape = _frontend_shape(meta, where)
-    try:
-        config = config_from_dict(meta["model"])
-    except TinyKWSError as exc:
-        raise TinyKWSError(f"{where}: metadata 'model': {exc}") from None
-    if getattr(config, "n_classes", None) != len(meta["labels"]):
+def load_graph_predictor(path: Path, backend: str = "int") -> GraphPredictor:
+    """An integer graph file (NAME.json + NAME.npz) with backend "int"."""
+    if backend != "int":
+        raise TinyKWSError(f"{path}: an integer graph runs only with --backend int")
+    graph = Graph.load(path)
+    missing = [k for k in ("labels", "frontend", "normalization") if k not in graph.metadata]
+    if missing:
         raise TinyKWSError(
-            f"{where}: metadata has {len(meta['labels'])} labels for a model with "
-            f"{getattr(config, 'n_classes', '?')} outputs; the file is damaged or mixed up"
+            f"{path}: the graph's metadata has no '{missing[0]}'; save it with "
+            f"`tinykws quantize` to use it as a model"
         )
-    if tuple(getattr(config, "input_shape", ())) != tuple(shape):
-        raise TinyKWSError(
-            f"{where}: the front end makes {shape[0]}x{shape[1]} features but the model takes "
-            f"{getattr(config, 'input_shape', '?')}; the file is damaged or mixed up"
-        )
-    check_model_size(config, where)
-    return config
+    return GraphPredictor(graph, dict(graph.metadata))
 
 
-def check_model_size(config, where: str) -> None:
-    """Refuse a model config with more than `MAX_PARAMS` parameters, counted without
-    allocating them (a typo such as `filters = 1000000000` must not exhaust the memory)."""
-    import torch
-
-    from tinykws.models import build_model
-
-    with torch.device("meta"):  # shapes only: no memory for the weights
-        params = sum(p.numel() for p in build_model(config).parameters())
-    if params > MAX_PARAMS:
-        raise TinyKWSError(
-            f"{where}: a model of {params:,} parameters is absurd here (at most {MAX_PARAMS:,})"
-        )
-
-
-def check_file_meta(meta: dict, where: str) -> dict:
-    """Check the metadata of any model file (checkpoint, exported file, integer graph): the
-    schema, the front end against the normalisation and, when it names its architecture, the
-    architecture against labels and front end. Returns `meta`."""
-    _frontend_shape(check_meta(meta, where), where)
-    if "model" in meta:
-        check_model_meta(meta, where)
-    return meta
-
-
-def _check_data_config(meta: dict, where: str) -> None:
-    """The data config a model was trained with must still be a valid one (evaluation and
-    fine-tuning load folders with it)."""
-    from tinykws.config import from_dict
-    from tinykws.data.speech_commands import DataConfig
-
-    if "data" in meta:
-        try:
-            from_dict(DataConfig, meta["data"], "data")
-        except TinyKWSError as exc:
-            raise TinyKWSError(f"{where}: metadata 'data': {exc}") from None
-
-
-def _frontend_shape(meta: dict, where: str) -> tuple[int, int]:
-    """(frames, bins) of the metadata's front end, checked against its normalisation."""
-    for key in ("labels", "frontend", "normalization"):
-        if key not in meta:
-            raise TinyKWSError(f"{where}: metadata has no '{key}' entry; not a tinykws model")
-    try:
-        shape = frontend(meta).output_shape
-    except TinyKWSError as exc:
-        raise TinyKWSError(f"{where}: metadata 'frontend': {exc}") from None
-    except (TypeError, ValueError, ZeroDivisionError, OverflowError, MemoryError) as exc:
-        raise TinyKWSError(f"{where}: metadata 'frontend' is not usable ({exc})") from None
-    _check_data_config(meta, where)
-    if len(meta["normalization"]["mean"]) not in (1, shape[1]):
-        raise TinyKWSError(
-            f"{where}: metadata 'normalization' has {len(meta['normalization']['mean'])} "
-            f"values for {shape[1]} feature bins"
-        )
-    return shape
+def predictor_memory(predictor) -> ParameterMemory | None:
+    """Parameter memory of a loaded predictor (float, quantized or graph), when known."""
+    if isinstance(predictor, QuantPredictor):
+        if predictor.backend == "torch":
+            return float_memory(predictor.quantized.module.net)
+        return quantized_memory(predictor.quantized)
+    if isinstance(predictor, GraphPredictor):
+        return graph_memory(predictor.graph)
+    module = getattr(predictor, "module", None)
+    return float_memory(module) if module is not None else None
 
 
 def check_predictor(predictor, where: str) -> None:
     """Run a loaded model once on silence-like features: its output must be one finite score
     per label, else its metadata belongs to another model or its weights are broken."""
-    shape = _frontend_shape(check_meta(predictor.meta, where), where)
+    shape = frontend_shape(check_meta(predictor.meta, where), where)
     try:
         out = np.asarray(predictor.logits(np.zeros((1, *shape), np.float32)))
     except TinyKWSError:
@@ -240,44 +193,11 @@ FILE_BACKENDS = {".json": "int", ".tflite": "litert", ".onnx": "onnxruntime"}
 # Suffix -> loader(path, backend), or "module:function" imported on first use so that reading a
 # checkpoint does not import the exporters' runtimes.
 LOADERS: dict[str, Any] = {
-    ".safetensors": "tinykws.quant.files:load_checkpoint_predictor",  # float or quantized
-    ".json": "tinykws.quant.files:load_graph_predictor",  # an integer graph
+    ".safetensors": load_checkpoint_predictor,  # float or quantized
+    ".json": load_graph_predictor,  # an integer graph
     ".tflite": "tinykws.measure.runtimes:load_tflite_predictor",
     ".onnx": "tinykws.measure.runtimes:load_onnx_predictor",
 }
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A model file, or the final model of a run directory."""
-    path = Path(path)
-    if path.is_dir():
-        final = path / FINAL_MODEL_FILE
-        if not final.is_file():
-            raise TinyKWSError(
-                f"{path}: a folder with no {FINAL_MODEL_FILE}; is it a finished run?"
-            )
-        return _final_model(path, final)
-    if not path.exists():
-        raise TinyKWSError(f"{path}: no such model file or run directory")
-    return path
-
-
-def _final_model(run_dir: Path, final: Path) -> Path:
-    """The model file `final.json` of a run directory points at, inside that directory."""
-    try:
-        relative = json.loads(final.read_text()).get("model")
-    except (ValueError, AttributeError, OSError):
-        relative = None
-    if not isinstance(relative, str) or not relative:
-        raise TinyKWSError(
-            f'{final}: damaged (it should be {{"model": "<file>"}}); run the recipe again'
-        )
-    model = run_dir / relative
-    if not model.resolve().is_relative_to(run_dir.resolve()):
-        raise TinyKWSError(f"{final}: points outside its run directory ({relative})")
-    if not model.exists():
-        raise TinyKWSError(f"{final}: its model {relative} is missing; run the recipe again")
-    return model
 
 
 def default_backend(path: str | Path) -> str:
@@ -289,8 +209,6 @@ def default_backend(path: str | Path) -> str:
         return FILE_BACKENDS[path.suffix]
     if path.suffix != ".safetensors":
         return "torch"
-    from tinykws.checkpoint import load_checkpoint
-
     _, meta = load_checkpoint(path)
     quant = meta.get("quant")
     if quant is None:
@@ -312,8 +230,6 @@ def load_predictor(path: str | Path, backend: str = "auto") -> Predictor:
         known = ", ".join(sorted(LOADERS))
         raise TinyKWSError(f"{path}: unknown model file type '{suffix}'; expected one of {known}")
     if isinstance(loader, str):
-        import importlib
-
         module, function = loader.split(":")
         loader = getattr(importlib.import_module(module), function)
     try:

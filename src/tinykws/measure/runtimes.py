@@ -110,9 +110,9 @@ class TFLiteMicroRunner:
     sample per invoke; the same interface as `TFLiteRunner`.
 
     Example:
-        >>> from tinykws.ir import IntGraphBuilder, QuantParams
+        >>> from tinykws.ir import GraphBuilder, QuantParams
         >>> from tinykws.export.tflite import tflite_bytes
-        >>> b = IntGraphBuilder()
+        >>> b = GraphBuilder()
         >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
         >>> runner = TFLiteMicroRunner(tflite_bytes(b.build([b.softmax(x)])))
         >>> runner.invoke(np.array([[0, 0, 0, 0]], np.int8)).tolist()
@@ -155,9 +155,9 @@ def micro_arena_bytes(data: bytes) -> int:
     Host memory is cheap; an arena too small fails to allocate.
 
     Example:
-        >>> from tinykws.ir import IntGraphBuilder, QuantParams
+        >>> from tinykws.ir import GraphBuilder, QuantParams
         >>> from tinykws.export.tflite import tflite_bytes
-        >>> b = IntGraphBuilder()
+        >>> b = GraphBuilder()
         >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
         >>> data = tflite_bytes(b.build([b.softmax(x)]))
         >>> micro_arena_bytes(data) == 4 + 4 + 65536 + 10 * len(data)
@@ -199,9 +199,9 @@ def litert_undelegated_ops(source, threads: int = 1) -> list[str]:
     partition when it lies on a path from the partition's outputs back to its inputs.
 
     Example:
-        >>> from tinykws.ir import IntGraphBuilder, QuantParams
+        >>> from tinykws.ir import GraphBuilder, QuantParams
         >>> from tinykws.export.tflite import tflite_bytes
-        >>> b = IntGraphBuilder()
+        >>> b = GraphBuilder()
         >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
         >>> litert_undelegated_ops(tflite_bytes(b.build([b.softmax(x)])))
         ['SOFTMAX']
@@ -318,8 +318,8 @@ class FilePredictor:
         return tuple(self.meta["labels"])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.measure.predictors import normalization
         from tinykws.quant.data import feature_batches
+        from tinykws.train.model_file import normalization
 
         out = [np.zeros((0, len(self.labels)), np.float32)]
         for batch in feature_batches(features, normalization(self.meta), self.batch_size):

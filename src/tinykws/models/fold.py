@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.fx as fx
 from torch import nn
 
 
@@ -85,6 +86,30 @@ def fold_into(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> None:
         layer.bias.copy_(bias)
 
 
+def fold_steps(net: nn.Module, steps) -> None:
+    """Fold the BatchNorm of every traced step (`tinykws.models.trace.Step.bn`) into its layer
+    for good: the BatchNorm becomes Identity and the step forgets it."""
+    for step in steps:
+        if step.bn:
+            fold_into(net.get_submodule(step.module), net.get_submodule(step.bn))
+            replace_module(net, step.bn, nn.Identity())
+            step.bn = ""
+
+
+def layer_weight_bias(net: nn.Module, step) -> tuple[torch.Tensor, torch.Tensor]:
+    """A traced step's (folded) float weight and bias (zeros when the layer has none); one set
+    per sub-band after a SubSpectralNorm (see `subspectral_weight_bias`)."""
+    layer = net.get_submodule(step.module)
+    if step.ssn:
+        return subspectral_weight_bias(layer.weight, layer.bias, net.get_submodule(step.ssn))
+    if step.bn:
+        return folded_weight_bias(layer.weight, layer.bias, net.get_submodule(step.bn))
+    bias = layer.bias
+    if bias is None:
+        bias = torch.zeros(layer.weight.shape[0], device=layer.weight.device)
+    return layer.weight, bias
+
+
 def replace_module(root: nn.Module, path: str, new: nn.Module) -> None:
     """Put `new` at dotted `path` inside `root`."""
     parent, _, name = path.rpartition(".")
@@ -100,8 +125,6 @@ def fold_pairs(root: nn.Module, pairs: list[tuple[str, str]]) -> None:
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
     """(layer, BatchNorm) paths where a BatchNorm reads only the output of a Conv2d / Linear."""
-    import torch.fx as fx
-
     graph = fx.symbolic_trace(model).graph
     pairs = []
     for node in graph.nodes:

@@ -33,8 +33,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.fx
 from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 
 from tinykws.errors import TinyKWSError
+from tinykws.ir.builder import pair
 from tinykws.models.bcresnet import SubSpectralNorm
 
 WEIGHTED = ("conv", "depthwise", "linear")
@@ -103,8 +105,6 @@ class Trace:
 
 def trace_steps(model: nn.Module, input_shape: tuple[int, int] | None = None) -> Trace:
     """The model's steps; `input_shape` (frames, bins) defaults to `model.config.input_shape`."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
     if input_shape is None:
         input_shape = tuple(model.config.input_shape)
     try:
@@ -244,7 +244,7 @@ def _conv(b: _StepBuilder, node, conv: nn.Conv2d) -> None:
         # with the temporal weights at 1/bins of their scale, requantized once (see
         # `tinykws.quant.lower`)
         b.steps.remove(mean)
-        window = _pair(b.model.get_submodule(mean.module).kernel_size)  # spans every bin
+        window = pair(b.model.get_submodule(mean.module).kernel_size)  # spans every bin
         inputs, bins = mean.inputs, int(window[1])
     b.add(node, "depthwise" if depthwise else "conv", inputs, node.target, pads=pads, bins=bins)
 
@@ -292,22 +292,22 @@ def _activation(name: str):
 
 
 def _max_pool(b: _StepBuilder, node, pool: nn.MaxPool2d) -> None:
-    if any(d != 1 for d in _pair(pool.dilation)):
+    if any(d != 1 for d in pair(pool.dilation)):
         b.refuse(node, "dilated pooling has no integer op")
     b.add(node, "max_pool", (b.input_of(node),), node.target)
 
 
 def _avg_pool(b: _StepBuilder, node, pool: nn.AvgPool2d) -> None:
     height, width = node.args[0].meta["tensor_meta"].shape[2:]
-    (kh, kw), stride = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
+    (kh, kw), stride = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size)
     whole = kw == width and (kh == height or (kh == 1 and stride[0] == 1))
-    plain = not any(_pair(pool.padding)) and not pool.ceil_mode and not pool.divisor_override
+    plain = not any(pair(pool.padding)) and not pool.ceil_mode and not pool.divisor_override
     if whole and plain:
         # an average over every bin (and frame): MEAN, whose output gets its own, finer scale
         axes = (2, 3) if kh == height else (3,)
         b.add(node, "mean", (b.input_of(node),), node.target, axes=axes)
         return
-    padded = any(_pair(pool.padding))
+    padded = any(pair(pool.padding))
     if pool.ceil_mode or (padded and pool.count_include_pad) or pool.divisor_override:
         b.refuse(
             node,
@@ -318,7 +318,7 @@ def _avg_pool(b: _StepBuilder, node, pool: nn.AvgPool2d) -> None:
 
 
 def _adaptive_avg_pool(b: _StepBuilder, node, pool: nn.AdaptiveAvgPool2d) -> None:
-    if _pair(pool.output_size) != (1, 1):
+    if pool.output_size not in (1, (1, 1), [1, 1]):
         b.refuse(node, "only a global average (output size 1) lowers, to MEAN")
     b.add(node, "mean", (b.input_of(node),), node.target)
 
@@ -353,10 +353,6 @@ def _add(b: _StepBuilder, node) -> None:
     if len(node.args) != 2 or node.kwargs:
         b.refuse(node, "only the sum of two tensors lowers to ADD")
     b.add(node, "add", (b.input_of(node, 0), b.input_of(node, 1)))
-
-
-def _pair(value) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 MODULE_HANDLERS = [

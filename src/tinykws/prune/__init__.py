@@ -25,40 +25,28 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tinykws.errors import TinyKWSError
-from tinykws.prune.config import METHODS, PruneConfig, SweepConfig, TaylorConfig
-from tinykws.prune.gradual import gradual_prune
-from tinykws.prune.norm import norm_prune, sweep
-from tinykws.prune.taylor import TaylorPrunable, taylor_prune
-from tinykws.prune.unstructured import finalize, magnitude_prune
+from tinykws.prune.config import METHODS, PruneConfig, PruneSweepConfig, TaylorConfig
+from tinykws.prune.measure import model_figures, validation_accuracy
+from tinykws.prune.methods import NEEDS_DATA, PRUNERS
+from tinykws.prune.retrain import retrain
+from tinykws.prune.sweeping import sweep
+from tinykws.prune.taylor import TaylorPrunable
+from tinykws.prune.unstructured import finalize
 
 __all__ = [
     "METHODS",
     "PRUNERS",
     "PruneConfig",
-    "SweepConfig",
+    "PruneSweepConfig",
     "TaylorConfig",
     "TaylorPrunable",
     "prune",
     "prune_without_retraining",
     "sweep",
 ]
-
-# method -> function(model, config, data, work_dir) -> (pruned model, report). "magnitude"
-# returns its model with masks still attached, so retraining keeps the pruned weights at zero.
-PRUNERS: dict[str, Callable[..., tuple[Any, dict]]] = {
-    "taylor": taylor_prune,
-    "l1": norm_prune,
-    "l2": norm_prune,
-    "linf": norm_prune,
-    "magnitude": magnitude_prune,
-    "gradual": gradual_prune,
-}
-NEEDS_DATA = ("taylor", "gradual")
 
 
 def prune(model, config: PruneConfig, data=None, work_dir: str | Path | None = None):
@@ -79,11 +67,9 @@ def prune(model, config: PruneConfig, data=None, work_dir: str | Path | None = N
     """
     pruned, report = prune_without_retraining(model, config, data, work_dir)
     if data is not None:
-        report["val_accuracy_pruned"] = _accuracy(pruned, data)
+        report["val_accuracy_pruned"] = validation_accuracy(pruned, data)
         if config.retrain_enabled and config.method != "gradual":
             work = Path(work_dir) / "retrain" if work_dir is not None else None
-            from tinykws.prune.retrain import retrain
-
             teacher = model if config.retrain.distill_weight > 0 else None
             report["retrain"] = retrain(pruned, data, config.retrain, work, teacher=teacher)
     finalize(pruned)
@@ -101,15 +87,7 @@ def prune_without_retraining(model, config: PruneConfig, data=None, work_dir=Non
 
 
 def _figures(model, data) -> dict:
-    from tinykws.prune.measure import model_figures
-
     figures = model_figures(model)
     if data is not None:
-        figures["val_accuracy"] = _accuracy(model, data)
+        figures["val_accuracy"] = validation_accuracy(model, data)
     return figures
-
-
-def _accuracy(model, data) -> float:
-    from tinykws.prune.measure import validation_accuracy
-
-    return validation_accuracy(model, data)

@@ -143,7 +143,7 @@ def _matlab_retrain() -> TrainConfig:
     )
 
 
-def _sweep_fine_tune() -> TrainConfig:
+def _sweep_retrain() -> TrainConfig:
     # The TinyConv study fine-tunes each pruned model for 10 epochs at lr 1e-4.
     return TrainConfig(
         epochs=10,
@@ -157,7 +157,7 @@ def _sweep_fine_tune() -> TrainConfig:
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class PruneSweepConfig:
     """Prune at several amounts, each with and without fine-tuning, and plot accuracy against
     parameters, MACs and measured batch-1 latency.
 
@@ -172,7 +172,7 @@ class SweepConfig:
     method: str = "l1"
     amounts: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.65)
     scope: str = "layer"
-    fine_tune: TrainConfig = field(default_factory=_sweep_fine_tune)
+    fine_tune: TrainConfig = field(default_factory=_sweep_retrain)
     latency_runs: int = 50
 
     def __post_init__(self):
@@ -211,7 +211,7 @@ class PruneConfig:
     gradual: GradualConfig = field(default_factory=GradualConfig)
     retrain: TrainConfig = field(default_factory=_matlab_retrain)
     retrain_enabled: bool = True
-    sweep: SweepConfig | None = None
+    sweep: PruneSweepConfig | None = None
 
     def __post_init__(self):
         check_choice("prune.method", self.method, METHODS)

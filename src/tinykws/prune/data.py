@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 
+from tinykws.train.loop import load_training_data
+from tinykws.train.model_file import frontend, model_dataset, normalization
+
 
 def training_data_for(meta: dict, root: str | os.PathLike, cache_dir=None):
     """A `TrainingData` for the model described by `meta` (a checkpoint's metadata).
@@ -15,8 +18,5 @@ def training_data_for(meta: dict, root: str | os.PathLike, cache_dir=None):
     Raises:
         TinyKWSError: a missing or wrong folder, or labels that differ from the model's.
     """
-    from tinykws.measure.predictors import frontend, model_dataset, normalization
-    from tinykws.train.loop import load_training_data
-
     dataset = model_dataset(meta, root)
     return load_training_data(dataset, frontend(meta), normalization(meta), cache_dir)

@@ -29,8 +29,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tinykws.checkpoint import load_checkpoint
+from tinykws.errors import TinyKWSError
 from tinykws.log import logger
+from tinykws.prune.retrain import retrain
+from tinykws.prune.surgery import clone_model
 from tinykws.prune.unstructured import apply_magnitude_masks, set_masks, sparsity, weight_layers
+from tinykws.train.state import LAST
 
 
 @dataclass(frozen=True)
@@ -121,10 +126,6 @@ class GradualPruner:
 def gradual_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn.Module, dict]:
     """`prune` entry for method "gradual": train a masked copy with `config.retrain` while the
     sparsity rises along `config.gradual`; the weights after the last epoch are kept."""
-    from tinykws.errors import TinyKWSError
-    from tinykws.prune.retrain import retrain
-    from tinykws.prune.surgery import clone_model
-
     if data is None:
         raise TinyKWSError("gradual pruning trains the model; give it training data (--data)")
     cfg = config.retrain
@@ -151,9 +152,6 @@ def gradual_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[n
 
 def _resumed_epochs(work: Path | None) -> int:
     """Epochs already trained in `work` by an interrupted run (0 when starting afresh)."""
-    from tinykws.checkpoint import load_checkpoint
-    from tinykws.train.state import LAST
-
     if work is None or not (work / LAST).is_file():
         return 0
     _, meta = load_checkpoint(work / LAST)

@@ -13,21 +13,20 @@ Example:
 
 from __future__ import annotations
 
-import statistics
-import time
-
-import numpy as np
 import torch
 from torch import nn
+
+from tinykws.models import count_macs, count_params
+from tinykws.prune.unstructured import effective_weight, weight_layers
+from tinykws.timing import median_ms
+from tinykws.train.evaluate import top1_accuracy
+from tinykws.train.loop import predict_logits
 
 BYTES_PER_PARAM = 4  # float32
 
 
 def model_figures(model: nn.Module) -> dict:
     """{"params", "nonzero_params", "param_bytes", "macs"} of `model` (masks applied)."""
-    from tinykws.models import count_macs, count_params
-    from tinykws.prune.unstructured import effective_weight, weight_layers
-
     params = count_params(model)
     zeros = sum(int((effective_weight(m) == 0).sum()) for m in weight_layers(model).values())
     return {
@@ -45,25 +44,17 @@ def torch_latency_ms(model: nn.Module, runs: int = 50, warmup: int = 5) -> float
     device = next(model.parameters()).device
     model.cpu().eval()
     inputs = torch.randn(1, 1, *model.config.input_shape)
-    for _ in range(warmup):
-        model(inputs)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model(inputs)
-        times.append(time.perf_counter() - start)
+    milliseconds = median_ms(model, inputs, runs=runs, warmup=warmup)
     model.to(device).train(was_training)
-    return 1000.0 * statistics.median(times)
+    return milliseconds
 
 
 def validation_accuracy(model: nn.Module, data) -> float:
     """Accuracy on `data.val_features` / `data.val_labels` (a `TrainingData`); NaN if empty."""
-    from tinykws.train.loop import predict_logits
-
     if len(data.val_labels) == 0:
         return float("nan")
     was_training = model.training
     device = next(model.parameters()).device
     logits = predict_logits(model, data.val_features, data.normalization, device)
     model.train(was_training)
-    return float((logits.argmax(1).numpy() == np.asarray(data.val_labels)).mean())
+    return top1_accuracy(logits, data.val_labels)

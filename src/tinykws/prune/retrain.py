@@ -10,7 +10,7 @@ from weights of another pruned network.
 from __future__ import annotations
 
 import contextlib
-import os
+import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +20,9 @@ from torch import nn
 
 from tinykws.checkpoint import load_checkpoint
 from tinykws.io import write_json
+from tinykws.train.distributed import single_process
+from tinykws.train.loop import fit
+from tinykws.train.state import LAST
 
 
 def retrain(
@@ -38,10 +41,7 @@ def retrain(
             last epoch).
         teacher: the unpruned model, distilled into `model` when `cfg.distill_weight` > 0.
     """
-    from tinykws.train.loop import fit
-    from tinykws.train.state import LAST
-
-    with _work_dir(work_dir) as out, _single_process():
+    with _work_dir(work_dir) as out, single_process():
         history = fit(model, data, cfg, out, teacher=teacher)
         if keep == "last":
             tensors, _ = load_checkpoint(out / LAST)
@@ -59,20 +59,6 @@ def _work_dir(work_dir: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-@contextlib.contextmanager
-def _single_process() -> Iterator[None]:
-    # Pruning runs on rank 0 only, after the data-parallel training has ended; without this,
-    # fit would try to rejoin a process group whose other members are gone.
-    saved = os.environ.get("WORLD_SIZE")
-    if saved is not None:
-        os.environ["WORLD_SIZE"] = "1"
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ["WORLD_SIZE"] = saved
-
-
 def fresh_work_dir(work_dir: Path, key: str) -> Path:
     """`work_dir`, emptied first if it holds the work of a run with another `key`."""
     work_dir = Path(work_dir)
@@ -85,8 +71,6 @@ def fresh_work_dir(work_dir: Path, key: str) -> Path:
 
 
 def _read_key(path: Path) -> str | None:
-    import json
-
     try:
         return json.loads(path.read_text()).get("key")
     except (OSError, json.JSONDecodeError):

@@ -35,9 +35,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinykws.data.augment import AugmentConfig
 from tinykws.errors import TinyKWSError
+from tinykws.io import save_figure
 from tinykws.log import logger
+from tinykws.models import count_macs
+from tinykws.plots import pyplot
+from tinykws.progress import track
+from tinykws.prune.measure import validation_accuracy
 from tinykws.prune.surgery import ChannelMasks, clone_model, find_channel_groups, remove_channels
+from tinykws.train.loop import TrainConfig, pick_device, training_inputs
 
 
 class TaylorPrunable(nn.Module):
@@ -159,8 +166,6 @@ class _BatchSource:
     seed: int
 
     def __iter__(self):
-        from tinykws.train.loop import training_inputs
-
         gen = torch.Generator().manual_seed(self.seed)
         n, epoch = len(self.data.train_labels), 0
         while True:
@@ -174,9 +179,6 @@ class _BatchSource:
 
 
 def _batch_source(data, cfg, device) -> _BatchSource:
-    from tinykws.data.augment import AugmentConfig
-    from tinykws.train.loop import TrainConfig
-
     train_cfg = TrainConfig(augment=AugmentConfig(enabled=cfg.augment))
     noise = torch.from_numpy(np.asarray(data.noise, dtype=np.float32))
     return _BatchSource(data, train_cfg, device, noise, cfg.batch_size, cfg.seed)
@@ -190,11 +192,6 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
     per iteration), "macs_removed" (fraction of the MACs gone after each iteration) and
     "removed" (filters removed per layer).
     """
-    from tinykws.models import count_macs
-    from tinykws.progress import track
-    from tinykws.prune.measure import validation_accuracy
-    from tinykws.train.loop import pick_device
-
     if data is None:
         raise TinyKWSError("Taylor pruning fine-tunes while it scores; give it training data")
     cfg = config.taylor
@@ -215,7 +212,7 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
     for _ in track(range(cfg.max_iterations), "Taylor pruning"):
         if prunable.num_prunables < cfg.min_prunables:
             break
-        _fine_tune_and_score(prunable, batches, weights, cfg, history)
+        _retrain_and_score(prunable, batches, weights, cfg, history)
         prunable.update_prunables(cfg.max_to_prune)
         history["val_accuracy"].append(validation_accuracy(prunable.network, data))
         history["prunables"].append(prunable.num_prunables)
@@ -236,7 +233,7 @@ def taylor_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn
     }
 
 
-def _fine_tune_and_score(prunable: TaylorPrunable, batches, weights, cfg, history) -> None:
+def _retrain_and_score(prunable: TaylorPrunable, batches, weights, cfg, history) -> None:
     # A fresh optimizer per iteration: the momentum velocity starts at zero, as in MATLAB.
     optimizer = torch.optim.SGD(prunable.network.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     prunable.network.train()
@@ -255,9 +252,6 @@ def _fine_tune_and_score(prunable: TaylorPrunable, batches, weights, cfg, histor
 def plot_taylor_progress(history: dict, out_png, minibatches: int) -> None:
     """MATLAB's three panels: mini-batch loss while fine-tuning, validation accuracy after each
     pruning iteration, and prunable filters left."""
-    from tinykws.io import save_figure
-    from tinykws.plots import pyplot
-
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
     axes[0].plot(np.arange(1, len(history["loss"]) + 1), history["loss"], lw=0.8)

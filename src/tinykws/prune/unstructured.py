@@ -27,6 +27,7 @@ from torch.nn.utils import parametrize
 
 from tinykws.errors import TinyKWSError
 from tinykws.prune.config import SCOPES, check_amount
+from tinykws.prune.surgery import clone_model
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -129,8 +130,6 @@ def sparsity(model: nn.Module) -> dict[str, float]:
 def magnitude_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[nn.Module, dict]:
     """`prune` entry for method "magnitude": a masked copy of `model` (masks stay attached so
     fine-tuning keeps the zeros; `tinykws.prune.prune` finalizes after retraining)."""
-    from tinykws.prune.surgery import clone_model
-
     pruned = clone_model(model)
     apply_magnitude_masks(pruned, config.amount, config.scope)
     return pruned, {"sparsity": sparsity(pruned)}

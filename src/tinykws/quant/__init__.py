@@ -2,7 +2,7 @@
 training (qat), each producing a fake-quantized PyTorch model that `tinykws.quant.lower` turns into
 the integer graph.
 
-    model (float) --fold BN--> trace into steps --observers--> fake-quant model --lower--> IntGraph
+    model (float) --fold BN--> trace into steps --observers--> fake-quant model --lower--> Graph
 
 - `QuantConfig` says how (method, bit widths, schemes, observers, calibration, QAT schedule);
   it is the `[quantize]` table of a recipe.

@@ -14,14 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from tinykws.data.speech_commands import load_waveforms, waveforms_key
 from tinykws.errors import TinyKWSError
+from tinykws.features.batch import cached_features
+from tinykws.quant import QuantData
+from tinykws.train.loop import load_training_data
+from tinykws.train.model_file import frontend, model_dataset, normalization
 
 
 def feature_batches(features, normalization, batch_size: int = 256, device=None) -> Iterator:
     """Model inputs (B, 1, frames, bins) float32 from un-normalised features (N, frames, bins)."""
-    import torch
-
     for start in range(0, len(features), batch_size):
         chunk = torch.from_numpy(np.array(features[start : start + batch_size], np.float32))
         if device is not None:
@@ -69,9 +73,6 @@ def calibration_clips(dataset, config) -> list:
 
 def calibration_features(dataset, frontend, config, cache_dir=None) -> np.ndarray:
     """Features of the calibration clips (`calibration_clips`) of the calibration split."""
-    from tinykws.data.speech_commands import load_waveforms, waveforms_key
-    from tinykws.features.frontend import cached_features
-
     clips = calibration_clips(dataset, config)
     if not clips:
         raise TinyKWSError(
@@ -85,10 +86,6 @@ def calibration_features(dataset, frontend, config, cache_dir=None) -> np.ndarra
 def quant_data_for(meta: dict, root: str | Path, config, need_training: bool, cache_dir=None):
     """`QuantData` for a model (its metadata) and a dataset folder: the calibration set, and the
     training data when `need_training` (QAT)."""
-    from tinykws.measure.predictors import frontend, model_dataset, normalization
-    from tinykws.quant import QuantData
-    from tinykws.train.loop import load_training_data
-
     dataset = model_dataset(meta, root)
     fe, norm = frontend(meta), normalization(meta)
     calibration = calibration_features(dataset, fe, config, cache_dir)

@@ -30,36 +30,13 @@ import numpy as np
 import torch
 
 from tinykws.ir import fixedpoint as fp
-
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-
-
-def round_half_away(x: torch.Tensor) -> torch.Tensor:
-    """Round to the nearest integer, ties away from zero; exact for every float.
-
-    The fractional part f = frac(x) is exact, so is x - f (= trunc(x)), and f is compared with
-    one half directly: 0.49999997 (float32) rounds to 0, where `floor(x + 0.5)` would give 1.
-    (`torch.trunc` is avoided: on CPU it is several times slower than `torch.frac`.)
-    """
-    return _round_half_away_(x.clone())
-
-
-def _round_half_away_(x: torch.Tensor) -> torch.Tensor:
-    """`round_half_away` in place (no autograd), for the fake-quant forward pass."""
-    frac = torch.frac(x)
-    up, down = (frac >= 0.5).to(x.dtype), (frac <= -0.5).to(x.dtype)
-    return x.sub_(frac).add_(up).sub_(down)
+from tinykws.ir.fixedpoint import round_half_away
+from tinykws.ir.params import power_of_two_ceil, quantize_int32
 
 
 def activation_qrange(bits: int) -> tuple[int, int]:
     """(qmin, qmax) of a `bits`-wide activation: the full two's-complement range."""
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-
-def weight_qrange(bits: int) -> tuple[int, int]:
-    """(qmin, qmax) of `bits`-wide symmetric weights: ±(2^(bits-1) - 1) (-128 is never used)."""
-    limit = 2 ** (bits - 1) - 1
-    return -limit, limit
 
 
 class _FakeQuantize(torch.autograd.Function):
@@ -69,8 +46,8 @@ class _FakeQuantize(torch.autograd.Function):
     def forward(ctx, x, scale, zero_point, qmin, qmax, steps):
         q = x / scale
         if steps is not None:  # TFLite's first rounding, to 1/steps of a step
-            q = _round_half_away_(q.mul_(steps)).div_(steps)
-        q = _round_half_away_(q).add_(zero_point)
+            q = round_half_away(q.mul_(steps)).div_(steps)
+        q = round_half_away(q).add_(zero_point)
         ctx.save_for_backward((q >= qmin) & (q <= qmax))
         return q.clamp_(qmin, qmax).sub_(zero_point).mul_(scale)
 
@@ -100,19 +77,21 @@ def requantize_steps(real_multiplier: torch.Tensor) -> torch.Tensor:
     """2^r for each requantization multiplier M = s_in * s_w / s_out, r = its right shift.
 
     TFLite's `MultiplyByQuantizedMultiplier` rounds twice: x * M is first rounded to 1/2^r of an
-    output step (the high half of the Q31 product), then divided by 2^r with rounding. r is -e
-    for M = m * 2^e, m in [1/2, 1) (0 when M >= 1/2). Rounding twice the same way here makes the
+    output step (the high half of the Q31 product), then divided by 2^r with rounding. r is the
+    right shift of `tinykws.ir.fixedpoint.quantize_multiplier` (its carry and its flush of tiny
+    multipliers included; 0 when M >= 1/2). Rounding twice the same way here makes the
     fake-quant output land where the integer kernel's does.
     """
-    _, exponent = torch.frexp(real_multiplier.double())
-    return torch.pow(2.0, (-exponent).clamp_min(0).double()).float()
+    reals = real_multiplier.detach().double().cpu().numpy()
+    _, shifts = fp.quantize_multipliers(reals)
+    steps = np.exp2(np.maximum(-shifts.astype(np.float64), 0.0)).reshape(reals.shape)
+    return torch.from_numpy(steps).float().to(real_multiplier.device)
 
 
 def quantize_to_int(x: torch.Tensor, scale, zero_point, qmin: int, qmax: int) -> torch.Tensor:
     """The integers `fake_quantize` rounds to (same float32 arithmetic), as int64."""
     with torch.no_grad():
-        q = round_half_away(x / scale) + zero_point
-        return q.clamp(qmin, qmax).to(torch.int64)
+        return fp.quantize(x, scale, zero_point, qmin, qmax).to(torch.int64)
 
 
 def channel_view(scale: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -126,21 +105,16 @@ def bias_scale(input_scale: torch.Tensor, weight_scale: torch.Tensor) -> torch.T
 
 
 def quantize_bias(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """int32 bias values at `scale` (float64 division, half away from zero, int32 clamp), int64."""
-    with torch.no_grad():
-        q = round_half_away(bias.double() / scale.double())
-        return q.clamp(INT32_MIN, INT32_MAX).to(torch.int64)
+    """int32 bias values at `scale` (`tinykws.ir.params.quantize_int32`), as int64."""
+    values, scales = (t.detach().cpu().numpy() for t in (bias, scale))
+    integers = quantize_int32(values, scales).astype(np.int64)
+    return torch.from_numpy(integers).to(bias.device)
 
 
 def fake_quantize_bias(bias: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """The bias as the integer graph holds it (int32 at `scale`), straight-through gradient."""
     exact = (quantize_bias(bias, scale).double() * scale.double()).float()
     return bias + (exact - bias).detach()
-
-
-def power_of_two_ceil(scale: float) -> float:
-    """The smallest power of two >= `scale` (scales of fixed-point hardware: shifts only)."""
-    return 2.0 ** math.ceil(math.log2(scale))
 
 
 def affine_qparams(

@@ -39,16 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinykws.errors import TinyKWSError
-from tinykws.models.fold import (
-    band_select,
-    bn_factor,
-    fold_into,
-    folded_weight_bias,
-    replace_module,
-    subspectral_weight_bias,
-)
+from tinykws.models.fold import band_select, bn_factor, fold_steps, layer_weight_bias
 from tinykws.models.trace import WEIGHTED, Step, Trace, trace_steps
 from tinykws.quant import requant
+from tinykws.quant.equalize import equalizable_pairs, equalize
 from tinykws.quant.fake import (
     activation_qrange,
     affine_qparams,
@@ -140,17 +134,11 @@ class QuantModel(nn.Module):
 
     def fold(self) -> None:
         """Fold every BatchNorm into its layer for good (the BatchNorm becomes Identity)."""
-        for step in self.trace.steps:
-            if step.bn:
-                fold_into(self.net.get_submodule(step.module), self.net.get_submodule(step.bn))
-                replace_module(self.net, step.bn, nn.Identity())
-                step.bn = ""
+        fold_steps(self.net, self.trace.steps)
 
     def equalize(self) -> int:
         """Fold, then cross-layer equalize the network in place (`tinykws.quant.equalize`);
         returns how many layer pairs were rescaled."""
-        from tinykws.quant.equalize import equalizable_pairs, equalize
-
         self.fold()
         pairs = equalizable_pairs(self.trace, self.net)
         equalize(self.net, pairs)
@@ -213,19 +201,8 @@ class QuantModel(nn.Module):
         return self.act[self.source[tensor]].qparams()
 
     def layer_weight_bias(self, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
-        """The step's (folded) float weight and bias (zeros when the layer has none); per
-        sub-band after a SubSpectralNorm (see `subspectral_weight_bias`)."""
-        layer = self.net.get_submodule(step.module)
-        if step.ssn:
-            return subspectral_weight_bias(
-                layer.weight, layer.bias, self.net.get_submodule(step.ssn)
-            )
-        if step.bn:
-            return folded_weight_bias(layer.weight, layer.bias, self.net.get_submodule(step.bn))
-        bias = layer.bias
-        if bias is None:
-            bias = torch.zeros(layer.weight.shape[0], device=layer.weight.device)
-        return layer.weight, bias
+        """The step's (folded) float weight and bias (`tinykws.models.fold.layer_weight_bias`)."""
+        return layer_weight_bias(self.net, step)
 
     def weight_scale(self, step: Step) -> torch.Tensor:
         """The weight scales of a weighted step as the graph holds them: after a fused bin

@@ -30,15 +30,12 @@ import numpy as np
 import torch
 
 from tinykws.ir import fixedpoint as fp
-from tinykws.quant.fake import (
-    activation_qrange,
-    power_of_two_ceil,
-    round_half_away,
-    weight_qrange,
-)
+from tinykws.ir import params
+from tinykws.ir.fixedpoint import round_half_away
+from tinykws.ir.params import CLIP_CANDIDATES
+from tinykws.quant.fake import activation_qrange, affine_qparams
 
 HISTOGRAM_BINS = 2048
-CLIP_CANDIDATES = 100  # clipping ratios tried by the MSE observers
 
 
 class MinMaxObserver:
@@ -131,8 +128,6 @@ class MSEObserver(HistogramObserver):
     """The clipped range [a * low, a * high] with the least expected squared rounding error."""
 
     def range_from_histogram(self) -> tuple[float, float]:
-        from tinykws.quant.fake import affine_qparams
-
         qmin, qmax = activation_qrange(self.bits)
         centers, counts = self.centers(), self.counts
         best, best_error = (self.low, self.high), np.inf
@@ -227,51 +222,14 @@ ACTIVATION_OBSERVERS = {
 # --- weights ------------------------------------------------------------------------------------
 
 
-def _channel_max(weight: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    w = weight.detach().abs()
-    return w.flatten(1).amax(dim=1) if per_channel else w.max().reshape(1)
+def weight_scales(weight: torch.Tensor, *rule, **options) -> torch.Tensor:
+    """Symmetric weight scales of a torch weight, float32 (C,) or (1,), on its device.
 
-
-def minmax_weight_scales(weight: torch.Tensor, bits: int, per_channel: bool) -> torch.Tensor:
-    """max |w| / qmax per output channel (dim 0) or per tensor: float32 (C,) or (1,)."""
-    return _channel_max(weight, per_channel) / weight_qrange(bits)[1]
-
-
-def mse_weight_scales(weight: torch.Tensor, bits: int, per_channel: bool) -> torch.Tensor:
-    """The clipping ratio of max |w| with the smallest squared rounding error, per channel."""
-    qmax = weight_qrange(bits)[1]
-    w = weight.detach().flatten(1) if per_channel else weight.detach().reshape(1, -1)
-    top = w.abs().amax(dim=1, keepdim=True)
-    ratios = torch.linspace(1.0 / CLIP_CANDIDATES, 1.0, CLIP_CANDIDATES, device=w.device)
-    scales = (top * ratios).clamp_min(torch.finfo(torch.float32).tiny) / qmax  # (C, R)
-    q = round_half_away(w.unsqueeze(1) / scales.unsqueeze(2)).clamp(-qmax, qmax)
-    error = ((q * scales.unsqueeze(2) - w.unsqueeze(1)) ** 2).sum(dim=2)
-    return scales.gather(1, error.argmin(dim=1, keepdim=True)).squeeze(1)
-
-
-WEIGHT_OBSERVERS = {"minmax": minmax_weight_scales, "mse": mse_weight_scales}
-
-
-def weight_scales(
-    weight: torch.Tensor,
-    bits: int,
-    per_channel: bool,
-    observer: str = "minmax",
-    power_of_two: bool = False,
-) -> torch.Tensor:
-    """Symmetric weight scales, float32 (C,) or (1,), all > 0.
-
-    A channel whose weights are all zero gets the median scale of the others (1 if there are
-    none), so its bias, quantized at s_in * s_w, keeps a fine grid.
+    `rule` and `options` are those of `tinykws.ir.params.weight_scales` (bits, per_channel,
+    observer, power_of_two): the one rule, which the dynamic-range exporters read too.
     """
-    scales = WEIGHT_OBSERVERS[observer](weight, bits, per_channel).float()
-    alive = scales > 0
-    if not bool(alive.all()):
-        fill = scales[alive].median() if bool(alive.any()) else torch.tensor(1.0)
-        scales = torch.where(alive, scales, fill.to(scales))
-    if power_of_two:
-        scales = torch.tensor([power_of_two_ceil(float(s)) for s in scales], device=scales.device)
-    return scales
+    scales = params.weight_scales(weight.detach().float().cpu().numpy(), *rule, **options)
+    return torch.from_numpy(scales).to(weight.device)
 
 
 def asymmetric_weight_qparams(

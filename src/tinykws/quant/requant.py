@@ -26,9 +26,19 @@ import torch
 import torch.nn.functional as F
 
 from tinykws.ir import fixedpoint as fp
-from tinykws.ir.params import ADD_LEFT_SHIFT
+from tinykws.ir import kernels
+from tinykws.ir.fixedpoint import round_half_away
+from tinykws.ir.graph import Tensor
+from tinykws.ir.params import (
+    ADD_LEFT_SHIFT,
+    LOGISTIC_OUTPUT_SCALE,
+    LOGISTIC_OUTPUT_ZERO_POINT,
+    logistic_table,
+    mean_params,
+    mul_params,
+)
 from tinykws.models.fold import band_select
-from tinykws.quant.fake import requantize_steps, round_half_away
+from tinykws.quant.fake import requantize_steps
 
 
 def output_steps(qm, step, ndim: int) -> torch.Tensor:
@@ -69,9 +79,6 @@ def input_shape_of(qm, step) -> tuple[int, ...]:
 
 def fake_mean(qm, step, mean: torch.Tensor, quantizer) -> torch.Tensor:
     """The average (over `step.axes`) exactly as the integer MEAN computes it."""
-    from tinykws.ir.graph import Tensor
-    from tinykws.ir.params import mean_params
-
     shape = input_shape_of(qm, step)
     count = int(np.prod([shape[a] for a in step.axes]))
     s_in = float(qm.act[qm.source[step.inputs[0]]].scale)
@@ -97,15 +104,6 @@ def fake_mean(qm, step, mean: torch.Tensor, quantizer) -> torch.Tensor:
 def fake_silu(qm, step, x: torch.Tensor, y: torch.Tensor, quantizer) -> torch.Tensor:
     """SiLU exactly as the integer LOGISTIC + MUL compute it, from the input `x` (on its grid);
     `y` is the float SiLU, whose gradient passes."""
-    from tinykws.ir import kernels
-    from tinykws.ir.graph import Tensor
-    from tinykws.ir.params import (
-        LOGISTIC_OUTPUT_SCALE,
-        LOGISTIC_OUTPUT_ZERO_POINT,
-        logistic_table,
-        mul_params,
-    )
-
     s_in, zp_in = qm.qparams(step.inputs[0])
     scale, zero_point = quantizer.qparams()
     sigmoid = (LOGISTIC_OUTPUT_SCALE, LOGISTIC_OUTPUT_ZERO_POINT)

@@ -154,7 +154,7 @@ def _dynamic_memory(module) -> ParameterMemory:
 
 
 def graph_memory(graph) -> ParameterMemory:
-    """Parameter memory of an IntGraph's constant tensors (weights packed by their bits)."""
+    """Parameter memory of a Graph's constant tensors (weights packed by their bits)."""
     weights = biases = weight_bytes = ideal = channels = 0
     bits = 8
     for tensor in graph.tensors.values():
@@ -170,20 +170,6 @@ def graph_memory(graph) -> ParameterMemory:
             biases += tensor.data.size
     constants = CONSTANT_BYTES_PER_CHANNEL * channels
     return ParameterMemory(weights + biases, bits, weight_bytes, 4 * biases, constants, ideal)
-
-
-def predictor_memory(predictor) -> ParameterMemory | None:
-    """Parameter memory of a loaded predictor (float, quantized or graph), when known."""
-    from tinykws.quant.files import GraphPredictor, QuantPredictor
-
-    if isinstance(predictor, QuantPredictor):
-        if predictor.backend == "torch":
-            return float_memory(predictor.quantized.module.net)
-        return quantized_memory(predictor.quantized)
-    if isinstance(predictor, GraphPredictor):
-        return graph_memory(predictor.graph)
-    module = getattr(predictor, "module", None)
-    return float_memory(module) if module is not None else None
 
 
 def compression_ratio(reference: ParameterMemory, smaller: ParameterMemory) -> float:

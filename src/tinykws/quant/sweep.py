@@ -8,7 +8,7 @@ mode "sym" or "asym" (asymmetric weights are scored in fake quantization only). 
 stay at the base config's width unless `follow_activations` makes them follow the weights.
 
 Example:
-    >>> SweepConfig(bits=(2, 8), methods=("ptq",)).points()[:2]
+    >>> QuantSweepConfig(bits=(2, 8), methods=("ptq",)).points()[:2]
     [('ptq', 'asym', 'sym', 2), ('ptq', 'asym', 'sym', 8)]
 """
 
@@ -18,12 +18,21 @@ import itertools
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from tinykws.config import check_choice, check_range
 from tinykws.errors import TinyKWSError
+from tinykws.io import save_figure, write_json, write_text
+from tinykws.log import logger
+from tinykws.plots import pyplot
+from tinykws.quant import quantize
+from tinykws.quant.scoring import lower_if_possible, score_backends
+from tinykws.quant.sizes import float_memory, quantized_memory
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class QuantSweepConfig:
     """Which points to quantize.
 
     Attributes:
@@ -62,13 +71,8 @@ class SweepConfig:
         )
 
 
-def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[dict]:
+def run_sweep(model, base, data, features, labels, sweep: QuantSweepConfig) -> list[dict]:
     """Quantize `model` at every point of `sweep`; one row per point (see the module docstring)."""
-    from tinykws.log import logger
-    from tinykws.quant import quantize
-    from tinykws.quant.sizes import float_memory, quantized_memory
-    from tinykws.quant.workflow import lower_if_possible, score_backends
-
     float_bytes = float_memory(model).total_bytes
     rows = []
     for method, scheme, mode, bits in sweep.points():
@@ -107,8 +111,6 @@ def run_sweep(model, base, data, features, labels, sweep: SweepConfig) -> list[d
 
 def write_sweep(rows: list[dict], float_accuracy: float, out_dir: str | Path) -> None:
     """sweep.json, sweep.csv and sweep.png in `out_dir`."""
-    from tinykws.io import write_json, write_text
-
     out_dir = Path(out_dir)
     write_json(out_dir / "sweep.json", {"float_accuracy": float_accuracy, "rows": rows})
     columns = list(rows[0]) if rows else []
@@ -125,9 +127,6 @@ def _csv(value) -> str:
 
 def plot_sweep(rows: list[dict], float_accuracy: float, out_png) -> None:
     """Accuracy vs weight bit width, one line per method and scheme, float as a dashed line."""
-    from tinykws.io import save_figure
-    from tinykws.plots import pyplot
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in sorted({_curve(r) for r in rows}):
@@ -152,9 +151,6 @@ def _curve(row: dict) -> tuple[str, str, str]:
 
 def print_sweep(rows: list[dict], console=None) -> None:
     """The sweep table on the terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(
         "method",
         "scheme",

@@ -22,13 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tinykws.quant.fake import (
-    activation_qrange,
-    channel_view,
-    fake_quantize,
-    quantize_to_int,
-    weight_qrange,
-)
+from tinykws.ir.params import weight_qrange
+from tinykws.quant.fake import activation_qrange, channel_view, fake_quantize, quantize_to_int
 from tinykws.quant.observers import asymmetric_weight_qparams, weight_scales
 
 

@@ -19,7 +19,21 @@ from typing import Any
 
 import numpy as np
 
+from tinykws.checkpoint import load_checkpoint
+from tinykws.config import to_dict
 from tinykws.errors import TinyKWSError
+from tinykws.io import write_json
+from tinykws.models.trace import trace_steps
+from tinykws.plots import plot_bars
+from tinykws.quant import quantize
+from tinykws.quant.data import quant_data_for
+from tinykws.quant.files import save_quantized
+from tinykws.quant.qat import as_trained
+from tinykws.quant.scoring import lower_if_possible, score_backends, source_accuracy
+from tinykws.quant.sizes import float_memory, quantized_memory
+from tinykws.quant.sweep import run_sweep, write_sweep
+from tinykws.train.evaluate import load_eval_data
+from tinykws.train.model_file import load_float_model, resolve_model_path
 
 MODEL_FILE = "model.safetensors"
 SUMMARY_FILE = "summary.json"
@@ -37,7 +51,7 @@ class QuantJob:
         val_features, val_labels: the validation split, un-normalised features and class ids.
         out_dir: where to write.
         references: float parameter memory of earlier models by name ("original", "pruned").
-        sweep: an optional `SweepConfig`.
+        sweep: an optional `QuantSweepConfig`.
         name: the integer graph's name.
     """
 
@@ -53,65 +67,8 @@ class QuantJob:
     name: str = "model"
 
 
-def lower_if_possible(quantized):
-    """The IntGraph of `quantized`, or None for models that do not lower (dynamic, < 8-bit
-    activations)."""
-    from tinykws.quant.lower import lower
-
-    return lower(quantized) if quantized.lowerable else None
-
-
-def score_backends(quantized, graph, features, labels, normalization) -> dict:
-    """Accuracy of the float, fake-quant and integer models, their top-1 agreement, and how far
-    the integer logits are from the fake-quant ones in output LSBs."""
-    from tinykws.quant.files import backend_logits
-
-    if len(labels) == 0:
-        return {"n": 0, "accuracy": {}, "agreement": {}}
-    backends = ("torch", "fakequant", "int") if graph is not None else ("torch", "fakequant")
-    logits = {b: backend_logits(quantized, graph, features, normalization, b) for b in backends}
-    labels = np.asarray(labels)
-    predicted = {b: v.argmax(axis=1) for b, v in logits.items()}
-    result = {
-        "n": int(len(labels)),
-        "accuracy": {b: _mean(p == labels) for b, p in predicted.items()},
-        "agreement": {
-            f"{a}_{b}": _mean(predicted[a] == predicted[b])
-            for a, b in (("torch", "fakequant"), ("fakequant", "int"), ("torch", "int"))
-            if a in predicted and b in predicted
-        },
-    }
-    if graph is not None:
-        scale, _ = quantized.module.qparams(quantized.module.trace.output)
-        lsb = np.abs(logits["int"] - logits["fakequant"]) / np.float32(scale)
-        result["int_vs_fakequant_lsb"] = {"max": float(lsb.max()), "mean": float(lsb.mean())}
-    return result
-
-
-def source_accuracy(model, features, labels, normalization) -> float | None:
-    """Validation accuracy of the float model that was quantized (for QAT, the "torch" backend
-    of the result runs the fine-tuned float weights instead)."""
-    import torch
-
-    from tinykws.train.loop import predict_logits
-
-    if len(labels) == 0:
-        return None
-    logits = predict_logits(model, features, normalization, torch.device("cpu")).numpy()
-    return _mean(logits.argmax(axis=1) == np.asarray(labels))
-
-
-def _mean(values: np.ndarray) -> float:
-    return float(values.mean())
-
-
 def run_job(job: QuantJob) -> dict:
     """Quantize, lower, score, then write everything into `job.out_dir`; returns the summary."""
-    from tinykws.quant import quantize
-    from tinykws.quant.qat import as_trained
-    from tinykws.quant.sizes import float_memory, quantized_memory
-    from tinykws.quant.sweep import run_sweep
-
     job.config = replace(job.config, qat=as_trained(job.config.qat, job.meta))
     quantized = quantize(job.model, job.config, job.data)
     graph = lower_if_possible(quantized)
@@ -137,8 +94,6 @@ def run_job(job: QuantJob) -> dict:
 
 
 def _summary(job: QuantJob, quantized, graph, scores: dict, sizes: dict) -> dict:
-    from tinykws.config import to_dict
-
     original, final = sizes["original"]["total_bytes"], sizes["quantized"]["total_bytes"]
     return {
         "method": job.config.method,
@@ -152,10 +107,6 @@ def _summary(job: QuantJob, quantized, graph, scores: dict, sizes: dict) -> dict
 
 
 def _write(job: QuantJob, quantized, graph, summary: dict, rows) -> None:
-    from tinykws.io import write_json
-    from tinykws.quant.files import save_quantized
-    from tinykws.quant.sweep import write_sweep
-
     out = Path(job.out_dir)
     save_quantized(out / MODEL_FILE, quantized, job.meta, graph)
     plot_sizes(summary["sizes"], out)
@@ -167,8 +118,6 @@ def _write(job: QuantJob, quantized, graph, summary: dict, rows) -> None:
 
 def plot_sizes(sizes: dict, out_dir: Path) -> None:
     """learnables.png and parameter_memory.png: a bar per model (original / pruned / quantized)."""
-    from tinykws.plots import plot_bars
-
     plot_bars(
         {k: v["learnables"] for k, v in sizes.items()},
         "learnables",
@@ -211,29 +160,22 @@ def metrics_of(summary: dict) -> dict:
 
 def quantize_file(model_path, root, out_dir, config, sweep=None, cache_dir=None) -> dict:
     """Quantize a float model file (or run directory) with data from `root` into `out_dir`."""
-    from tinykws.checkpoint import load_checkpoint
-    from tinykws.measure.predictors import load_torch, resolve_model_path
-    from tinykws.quant.data import quant_data_for
-    from tinykws.train.evaluate import load_eval_data
-
     path = resolve_model_path(model_path)
     if path.suffix != ".safetensors" or "quant" in load_checkpoint(path)[1]:
         raise TinyKWSError(
             f"{path}: quantize needs a float checkpoint (.safetensors) or a run "
             f"directory whose final model is float"
         )
-    predictor = load_torch(path)
+    model, meta = load_float_model(path)
     if config.method != "dynamic":
-        from tinykws.models.trace import trace_steps
-
-        trace_steps(predictor.module)  # a layer without an integer form fails before data loads
+        trace_steps(model)  # a layer without an integer form fails before data loads
     need_training = config.method == "qat" or (sweep is not None and "qat" in sweep.methods)
-    data = quant_data_for(predictor.meta, root, config, need_training, cache_dir)
-    evaluation = load_eval_data(predictor.meta, root, "validation", cache_dir)
-    labels = np.array([list(predictor.labels).index(c.label) for c in evaluation.clips])
+    data = quant_data_for(meta, root, config, need_training, cache_dir)
+    evaluation = load_eval_data(meta, root, "validation", cache_dir)
+    labels = np.array([list(meta["labels"]).index(c.label) for c in evaluation.clips])
     job = QuantJob(
-        predictor.module,
-        predictor.meta,
+        model,
+        meta,
         config,
         data,
         evaluation.features,

@@ -2,18 +2,31 @@
 
 The page is assembled from sections; each section reads what its stage left in the run
 directory and returns "" when that stage did not run, so a report can be written at any point.
-Later stages add their section functions to `SECTIONS`.
+The sections of the compression and deployment stages are in `tinykws.report.sections`.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import json
 from pathlib import Path
 
 from tinykws.errors import TinyKWSError
 from tinykws.io import write_text
+from tinykws.log import logger
+from tinykws.measure.predictors import load_predictor
+from tinykws.models import summary as layer_summary
+from tinykws.report.blocks import image, pct, read_json, table
+from tinykws.report.sections import (
+    artefacts_section,
+    check_section,
+    metrics_section,
+    prune_section,
+    quantize_section,
+    stream_section,
+)
+from tinykws.run.stages.report import REPORT_FILE
+from tinykws.run.stages.report import STAGE as REPORT_STAGE
+from tinykws.train.model_file import FINAL_MODEL_FILE
 
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
@@ -23,40 +36,6 @@ td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 img{max-width:100%;margin:.4em 0} .note{color:#666;font-size:.9em}
 """
-
-
-def table(headers: list[str], rows: list[list]) -> str:
-    """An HTML table; cells are escaped."""
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def image(path: Path, alt: str = "") -> str:
-    """An <img> with the PNG inlined, or "" when the file does not exist."""
-    if not path.is_file():
-        return ""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def read_json(path: Path) -> dict | None:
-    """Parsed JSON object, or None when absent (a damaged file is a `TinyKWSError`)."""
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise TinyKWSError(f"{path}: damaged (not a JSON object); redo the stage that wrote it")
-    return value
-
-
-def pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def data_section(run_dir: Path) -> str:
@@ -87,17 +66,13 @@ def training_section(run_dir: Path) -> str:
 
 
 def model_section(run_dir: Path) -> str:
-    from tinykws.measure.predictors import FINAL_MODEL_FILE, load_predictor
-
     if not (run_dir / FINAL_MODEL_FILE).is_file():
         return ""
     predictor = load_predictor(run_dir, backend="torch")  # the float network, layer by layer
     module = getattr(predictor, "module", None)
     if module is None:
         return ""
-    from tinykws.models import summary
-
-    rows = summary(module)
+    rows = layer_summary(module)
     body = [
         [r.name, r.type, "×".join(map(str, r.output_shape)), f"{r.params:,}", f"{r.macs:,}"]
         for r in rows
@@ -140,20 +115,10 @@ def evaluation_section(run_dir: Path) -> str:
     return "<h2>Evaluation</h2>" + "".join(parts) if parts else ""
 
 
-def later_sections() -> list:
-    """Sections of the compression and deployment stages (imported when a report is written)."""
-    from tinykws.run.stages.export import artefacts_section, check_section, metrics_section
-    from tinykws.run.stages.prune import report_section as prune_section
-    from tinykws.run.stages.quantize import report_section as quantize_section
-    from tinykws.run.stages.stream import report_section as stream_section
-
-    return [
-        prune_section, quantize_section, artefacts_section, metrics_section, stream_section,
-        check_section,
-    ]  # fmt: skip
-
-
-SECTIONS = [data_section, training_section, model_section, evaluation_section]
+SECTIONS = [
+    data_section, training_section, model_section, evaluation_section, prune_section,
+    quantize_section, artefacts_section, metrics_section, stream_section, check_section,
+]  # fmt: skip
 
 
 RUN_FILES = ("recipe.toml", "stages", "metrics.json", "final.json")
@@ -168,12 +133,22 @@ def write_report(run_dir: str | Path) -> Path:
             "give the folder a `tinykws run` or `tinykws train` wrote"
         )
     recipe = (run_dir / "recipe.toml").read_text() if (run_dir / "recipe.toml").is_file() else ""
-    body = "".join(section(run_dir) for section in [*SECTIONS, *later_sections()])
+    body = "".join(section(run_dir) for section in SECTIONS)
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>tinykws report</title>"
         f"<style>{STYLE}</style></head><body><h1>tinykws run: {html.escape(run_dir.name)}</h1>"
         f"{body}<h2>Recipe</h2><pre>{html.escape(recipe)}</pre></body></html>"
     )
-    path = run_dir / "report.html"
+    path = run_dir / REPORT_FILE
     write_text(path, page)
+    return path
+
+
+def report_run(run) -> Path | None:
+    """Write report.html of a finished `tinykws.run.pipeline.Run` when its recipe lists the
+    report stage (on the main process only); returns its path, else None."""
+    if REPORT_STAGE not in run.recipe.stages or not run.is_main:
+        return None
+    path = write_report(run.dir)
+    logger.info(f"report: {path}")
     return path

@@ -39,10 +39,18 @@ import io
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from tinykws.config import check_choice
 from tinykws.errors import TinyKWSError
+from tinykws.export import onnx as onnx_export
+from tinykws.export import onnx_torch
+from tinykws.export.float_graph import lower_float
+from tinykws.export.tflite import tflite_bytes
+from tinykws.export.tflite_dynamic import dynamic_tflite_bytes
+from tinykws.io import write_bytes, write_json
+from tinykws.ir.transform import with_io_dtype
+from tinykws.measure.model_file import LoadedModel, load_model
+from tinykws.measure.runtimes import sidecar_path
 
 FORMATS = ("tflite", "onnx", "c")
 IO_DTYPES = ("int8", "float32")
@@ -78,42 +86,6 @@ class ExportOptions:
         check_choice("export.tensor_names", self.tensor_names, ("io", "all"))
 
 
-@dataclass
-class LoadedModel:
-    """What a model path holds, ready to export or measure.
-
-    Attributes:
-        path: the resolved model file.
-        meta: its metadata (labels, frontend, normalization, model config, ...).
-        precision: "float32", "int8" (ptq / qat / integer graph) or "dynamic".
-        module: the float PyTorch model (None for a bare integer graph).
-        quantized: the `QuantizedModel` of a quantized checkpoint, else None.
-        graph: the int8 IntGraph (lowered or read), else None.
-    """
-
-    path: Path
-    meta: dict
-    precision: str
-    module: Any = None
-    quantized: Any = None
-    graph: Any = None
-
-    @property
-    def float_source(self):
-        """What `lower_float` takes: the folded quantized model (its float weights) when there
-        is one, else the float module."""
-        from tinykws.quant.model import QuantModel
-
-        if self.quantized is not None and isinstance(self.quantized.module, QuantModel):
-            return self.quantized.module
-        return self.module
-
-    @property
-    def weight_bits(self) -> int:
-        quant = self.meta.get("quant", {}).get("config", {})
-        return int(quant.get("weight_bits", 32 if self.precision == "float32" else 8))
-
-
 @dataclass(frozen=True)
 class ExportResult:
     """One written artefact: format, path, sizes, precision and boundary dtype."""
@@ -134,58 +106,6 @@ class ExportResult:
             "precision": self.precision,
             "io_dtype": self.io_dtype,
         }
-
-
-def load_model(model_path) -> LoadedModel:
-    """Load a float or quantized checkpoint, an integer graph (.json) or a run's final model."""
-    from tinykws.measure.predictors import resolve_model_path
-
-    path = resolve_model_path(model_path)
-    if path.suffix == ".json":
-        return _load_graph(path)
-    if path.suffix != ".safetensors":
-        raise TinyKWSError(
-            f"{path}: export and metrics read checkpoints (.safetensors), integer "
-            f"graphs (.json) or run directories; this is '{path.suffix}'"
-        )
-    from tinykws.checkpoint import load_checkpoint
-
-    tensors, meta = load_checkpoint(path)
-    if "quant" not in meta:
-        from tinykws.measure.predictors import load_torch
-
-        return LoadedModel(path, meta, "float32", module=load_torch(path).module)
-    return _load_quantized(path, tensors, meta)
-
-
-def _load_graph(path: Path) -> LoadedModel:
-    from tinykws.ir.graph import IntGraph
-    from tinykws.measure.predictors import check_file_meta
-
-    graph = IntGraph.load(path)
-    return LoadedModel(path, check_file_meta(dict(graph.metadata), str(path)), "int8", graph=graph)
-
-
-def _load_quantized(path: Path, tensors: dict, meta: dict) -> LoadedModel:
-    from tinykws.ir.graph import IntGraph
-    from tinykws.measure.predictors import check_file_meta
-    from tinykws.quant.files import rebuild_quantized
-
-    check_file_meta(meta, str(path))  # nothing is exported from a model that does not fit
-    quantized = rebuild_quantized(meta, tensors, str(path))
-    if quantized.config.method == "dynamic":
-        return LoadedModel(path, meta, "dynamic", quantized.module.net, quantized)
-    graph_name = meta["quant"].get("graph")
-    if graph_name:
-        graph = IntGraph.load(path.parent / graph_name)
-    elif quantized.lowerable:
-        from tinykws.quant.lower import lower
-
-        graph = lower(quantized)
-    else:
-        graph = None
-    precision = "int8" if graph is not None else "fakequant"
-    return LoadedModel(path, meta, precision, quantized.module.net, quantized, graph)
 
 
 def export_metadata(model: LoadedModel, io_dtype: str) -> dict:
@@ -242,12 +162,7 @@ def _io_dtype(model: LoadedModel, fmt: str, options: ExportOptions) -> str:
 
 
 def _tflite_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, meta) -> bytes:
-    from tinykws.export.tflite import tflite_bytes
-    from tinykws.ir.transform import with_io_dtype
-
     if model.precision == "dynamic":
-        from tinykws.export.tflite_dynamic import dynamic_tflite_bytes
-
         return dynamic_tflite_bytes(
             model.quantized.module,
             meta,
@@ -274,8 +189,6 @@ def _tflite_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, met
 
 
 def _float_graph(model: LoadedModel, fmt: str):
-    from tinykws.export.float_graph import lower_float
-
     try:
         return lower_float(model.float_source)
     except TinyKWSError as exc:
@@ -286,14 +199,12 @@ def _float_graph(model: LoadedModel, fmt: str):
 
 
 def _onnx_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, meta) -> bytes:
-    from tinykws.export import onnx as onnx_export
-
     if model.precision == "int8":
         return onnx_export.onnx_graph_bytes(
             model.graph, meta, io_dtype=io_dtype, widen_narrow_weights=options.widen_narrow_weights
         )
     if model.precision == "dynamic":
-        return onnx_export.onnx_dynamic_bytes(model.quantized.module, meta)
+        return onnx_torch.onnx_dynamic_bytes(model.quantized.module, meta)
     if model.precision == "fakequant":
         raise _refuse(
             model,
@@ -301,14 +212,13 @@ def _onnx_bytes(model: LoadedModel, io_dtype: str, options: ExportOptions, meta)
             "this model has no integer graph (activations below 8 bits)",
             "quantize with 8-bit activations",
         )
-    return onnx_export.onnx_float_bytes(model.module, meta)
+    return onnx_torch.onnx_float_bytes(model.module, meta)
 
 
 def _with_io_meta(model: LoadedModel, meta: dict, io_dtype: str) -> dict:
     """Record the int8 boundary's scale and zero point (ONNX inputs do not carry them)."""
     if io_dtype != "int8" or model.graph is None:
         return meta
-    from tinykws.ir.transform import with_io_dtype
 
     graph = with_io_dtype(model.graph, "int8")
     x, y = graph.tensor(graph.inputs[0]), graph.tensor(graph.outputs[0])
@@ -346,9 +256,6 @@ def export_model(
 
 def export_loaded(model: LoadedModel, fmt: str, out: Path, options: ExportOptions) -> ExportResult:
     """`export_model` for a model already loaded."""
-    from tinykws.io import write_bytes, write_json
-    from tinykws.measure.runtimes import sidecar_path
-
     _refuse_asymmetric_weights(model, fmt)
     if fmt == "c":
         return _export_c(model, out, options)

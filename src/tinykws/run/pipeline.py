@@ -23,7 +23,9 @@ from tinykws.config import dump_toml, to_dict
 from tinykws.errors import TinyKWSError
 from tinykws.io import read_json_object, write_json, write_text
 from tinykws.log import logger
-from tinykws.measure.predictors import FINAL_MODEL_FILE
+from tinykws.run.lock import remove_if_empty, run_lock
+from tinykws.run.state import invalidate_from, stage_is_done
+from tinykws.train.model_file import FINAL_MODEL_FILE
 
 
 @dataclass
@@ -73,22 +75,26 @@ class Run:
 
 def stage_table() -> dict[str, Any]:
     """Stage name -> function(run) -> outputs dict, in execution order."""
-    from tinykws.run.stages import core as stages
-    from tinykws.run.stages.export import stage_check, stage_export
+    from tinykws.run.stages.check import stage_check
+    from tinykws.run.stages.data import stage_data
+    from tinykws.run.stages.evaluate import stage_evaluate
+    from tinykws.run.stages.export import stage_export
     from tinykws.run.stages.prune import stage_prune
     from tinykws.run.stages.quantize import stage_quantize
+    from tinykws.run.stages.report import stage_report
     from tinykws.run.stages.stream import stage_stream
+    from tinykws.run.stages.train import stage_train
 
     return {
-        "data": stages.stage_data,
-        "train": stages.stage_train,
+        "data": stage_data,
+        "train": stage_train,
         "prune": stage_prune,
         "quantize": stage_quantize,
         "export": stage_export,
-        "evaluate": stages.stage_evaluate,
+        "evaluate": stage_evaluate,
         "stream": stage_stream,
         "check": stage_check,
-        "report": stages.stage_report,
+        "report": stage_report,
     }
 
 
@@ -114,8 +120,6 @@ def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:
 
     The run directory is locked for the run (`tinykws.run.lock`): a second run on it fails at
     once."""
-    from tinykws.run.lock import remove_if_empty, run_lock
-
     created = not Path(out_dir).exists()
     try:
         with run_lock(out_dir, enabled=int(os.environ.get("RANK", "0")) == 0):
@@ -159,14 +163,10 @@ def _run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run
 
 
 def _is_done(run: Run, stage: str, key: str) -> bool:
-    from tinykws.run.state import stage_is_done
-
     return stage_is_done(run.dir, stage, key)
 
 
 def _invalidate_from(run: Run, stage: str, forced: bool) -> None:
-    from tinykws.run.state import invalidate_from
-
     invalidate_from(run.dir, STAGES[STAGES.index(stage) :], forced)
 
 

@@ -172,7 +172,7 @@ def _check_frontend_and_model(frontend: dict, model: dict) -> None:
     for key, source in (("n_classes", "the labels"), ("input_shape", "the front end")):
         if key in model:  # it would be overridden, silently
             raise TinyKWSError(f"[model] {key} is set by {source}; remove it from the recipe")
-    from tinykws.measure.predictors import check_model_size
+    from tinykws.train.model_file import check_model_size
 
     shape = FrontEnd(frontend_config(frontend)).output_shape
     check_model_size(model_config(model, n_classes=2, input_shape=shape), "[model]")

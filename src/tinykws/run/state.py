@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinykws.checkpoint import load_checkpoint
 from tinykws.errors import TinyKWSError
 from tinykws.io import read_json_object
 from tinykws.log import logger
@@ -42,8 +43,6 @@ def stage_is_done(run_dir: Path, stage: str, key: str) -> bool:
 
 def model_loads(path: Path) -> bool:
     """A checkpoint that loads (metadata and weights checked), or any other existing file."""
-    from tinykws.checkpoint import load_checkpoint
-
     if path.suffix != ".safetensors":
         return path.exists()
     try:

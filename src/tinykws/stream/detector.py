@@ -50,7 +50,7 @@ class StreamDetector:
     """
 
     def __init__(self, predictor, config: StreamConfig | None = None, keep_scores=True) -> None:
-        from tinykws.measure.predictors import frontend
+        from tinykws.train.model_file import frontend
 
         self.predictor, self.config = predictor, config or StreamConfig()
         self.frontend = StreamingFrontEnd(frontend(predictor.meta))

@@ -27,10 +27,10 @@ NOISE_STD = 0.003
 
 
 def tiny_graph(frontend: FrontEndConfig = TINY_FRONTEND):
-    """The tiny spotter as an `IntGraph` (float features in, float logits out) with metadata."""
+    """The tiny spotter as an `Graph` (float features in, float logits out) with metadata."""
     from tinykws.config import to_dict
     from tinykws.features.frontend import FrontEnd
-    from tinykws.ir import IntGraphBuilder, QuantParams, Weights
+    from tinykws.ir import GraphBuilder, QuantParams, Weights
 
     frames, bins = FrontEnd(frontend).output_shape
     band = np.arange(bins) >= bins // 2  # upper half of the bands
@@ -38,7 +38,7 @@ def tiny_graph(frontend: FrontEndConfig = TINY_FRONTEND):
     data = np.zeros((len(TINY_LABELS), frames * bins), np.int8)
     data[:2] = np.tile(per_class, (1, frames))
     data[2] = np.tile(np.where(np.arange(bins) % 2, 3, -3), frames)
-    b = IntGraphBuilder("tiny_stream")
+    b = GraphBuilder("tiny_stream")
     x = b.quantize(b.input("features", (1, frames, bins, 1)), QuantParams(0.1, 0))
     x = b.reshape(x, (1, frames * bins))
     scale = 2.0 / (frames * bins)
@@ -64,7 +64,7 @@ def _noise_means(frontend: FrontEndConfig) -> list[float]:
 
 def tiny_predictor(frontend: FrontEndConfig = TINY_FRONTEND):
     """`tiny_graph` run by the integer interpreter, as a predictor."""
-    from tinykws.quant.files import GraphPredictor
+    from tinykws.measure.predictors import GraphPredictor
 
     graph = tiny_graph(frontend)
     return GraphPredictor(graph, dict(graph.metadata))

@@ -6,7 +6,9 @@ training code runs on one process.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -63,3 +65,20 @@ class DistContext:
 
             dist.barrier()
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def single_process() -> Iterator[None]:
+    """Train on this process alone inside the block, even when launched by torchrun.
+
+    Fine-tuning after the data-parallel training (pruning, quantization-aware training) runs on
+    rank 0 only; without this, `fit` would try to rejoin a process group whose other members
+    are gone."""
+    saved = os.environ.get("WORLD_SIZE")
+    if saved is not None:
+        os.environ["WORLD_SIZE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["WORLD_SIZE"] = saved

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
+from tinykws.config import from_dict
+from tinykws.data import speech_commands as sc
 from tinykws.errors import TinyKWSError
+from tinykws.features.batch import cached_features
+from tinykws.train.model_file import frontend
 
 UNKNOWN, SILENCE = "_unknown_", "_silence_"
 
@@ -32,16 +38,32 @@ def report_order(labels) -> list[str]:
     return [x for x in labels if x not in tail] + tail
 
 
-def classification_report(labels, y_true: np.ndarray, y_pred: np.ndarray) -> dict:
+def top1_accuracy(scores, labels) -> float:
+    """Fraction of rows of `scores` (N, classes): logits or probabilities, a numpy array or a
+    CPU tensor, whose highest score is at the row's class id in `labels` (N,); NaN for no rows.
+
+    Example:
+        >>> top1_accuracy([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], [1, 0, 0])
+        0.6666666666666666
+    """
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    return float((np.asarray(scores).argmax(axis=1) == labels).mean())
+
+
+def classification_report(labels, y_true: np.ndarray, scores: np.ndarray) -> dict:
     """Accuracy, per-class samples/correct/accuracy/precision/recall and the confusion matrix.
 
     Args:
         labels: class names, index = class id.
-        y_true, y_pred: int arrays of class ids, shape (N,).
+        y_true: int array of class ids, shape (N,).
+        scores: float (N, classes) logits or probabilities; the prediction is the top one.
     Returns:
         {"accuracy", "n", "labels" (report order), "per_class": {label: {...}}, "confusion"
         (rows = true class, columns = predicted, in report order)}.
     """
+    y_pred = np.asarray(scores).argmax(axis=1)
     order = report_order(labels)
     index = [list(labels).index(x) for x in order]
     k = len(labels)
@@ -58,11 +80,9 @@ def classification_report(labels, y_true: np.ndarray, y_pred: np.ndarray) -> dic
             "precision": float(correct / predicted) if predicted else None,
             "recall": float(correct / samples) if samples else None,
         }
-    n = int(len(y_true))
-    accuracy = float((y_true == y_pred).mean()) if n else float("nan")
     return {
-        "accuracy": accuracy,
-        "n": n,
+        "accuracy": top1_accuracy(scores, y_true),
+        "n": int(len(y_true)),
         "labels": order,
         "per_class": per_class,
         "confusion": confusion.tolist(),
@@ -132,7 +152,7 @@ def evaluate(predictor, data: EvalData) -> dict:
     logits = predictor.logits(data.features) if len(data.clips) else np.zeros((0, len(labels)))
     probs = softmax(logits)
     y_pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
-    result = classification_report(labels, y_true, y_pred)
+    result = classification_report(labels, y_true, probs)
     result["split"] = data.split
     result["false_accepts"] = false_accepts(labels, data.clips, y_pred)
     result["samples"] = sample_predictions(labels, data.clips, probs)
@@ -143,10 +163,6 @@ def evaluate(predictor, data: EvalData) -> dict:
 def load_eval_data(meta: dict, root: str | os.PathLike, split: str, cache_dir=None) -> EvalData:
     """Clips and features of `split` ("train", "validation", "test" or "all") of the folder `root`,
     built with the data config and front end stored in the model's metadata."""
-    from tinykws.config import from_dict
-    from tinykws.data import speech_commands as sc
-    from tinykws.features.frontend import FrontEnd, cached_features, frontend_config
-
     config = from_dict(sc.DataConfig, meta.get("data", {}), "data")
     dataset = sc.all_clips(root, config) if split == "all" else sc.load_dataset(root, config)
     if split not in dataset.splits:
@@ -155,16 +171,12 @@ def load_eval_data(meta: dict, root: str | os.PathLike, split: str, cache_dir=No
     if not clips:
         raise TinyKWSError(f"{root}: the '{split}' split is empty")
     waves = sc.load_waveforms(clips, cache_dir=cache_dir)
-    fe = FrontEnd(frontend_config(meta["frontend"]))
-    feats = cached_features(cache_dir, fe, waves, sc.waveforms_key(clips))
+    feats = cached_features(cache_dir, frontend(meta), waves, sc.waveforms_key(clips))
     return EvalData(clips=clips, features=feats, split=split)
 
 
 def print_report(result: dict, console=None) -> None:
     """Accuracy, the per-class table and the sample predictions, as rich tables."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = console or Console()
     console.print(
         f"[bold]{result['split']}[/]: accuracy {result['accuracy']:.4f} on {result['n']} clips"

@@ -11,7 +11,9 @@ only rank 0 writes files.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +22,17 @@ import torch
 import torch.nn.functional as F
 
 from tinykws.config import check_choice, check_range, to_dict
+from tinykws.data import speech_commands as sc
 from tinykws.data.augment import AugmentConfig, augment_waves, spec_augment
 from tinykws.errors import TinyKWSError
+from tinykws.features.batch import batch_features, cached_features
+from tinykws.features.normalization import Normalization
 from tinykws.io import write_json
 from tinykws.log import logger
+from tinykws.progress import make_progress
 from tinykws.train.distributed import DistContext
+from tinykws.train.evaluate import top1_accuracy
+from tinykws.train.state import OPTIMIZERS, SCHEDULES, TrainState
 
 
 @dataclass(frozen=True)
@@ -89,28 +97,6 @@ class TrainConfig:
             )
 
 
-OPTIMIZERS = {
-    "sgd": lambda p, c: torch.optim.SGD(
-        p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
-    ),
-    "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
-    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
-}
-
-SCHEDULES = {
-    "constant": lambda opt, c, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0),
-    "step": lambda opt, c, steps: torch.optim.lr_scheduler.StepLR(
-        opt, step_size=c.step_epochs * steps, gamma=c.step_gamma
-    ),
-    "cosine": lambda opt, c, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
-        opt, T_max=c.epochs * steps
-    ),
-    "onecycle": lambda opt, c, steps: torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=c.lr, total_steps=c.epochs * steps
-    ),
-}
-
-
 @dataclass
 class TrainingData:
     """What `fit` needs, already loaded.
@@ -162,9 +148,6 @@ def load_training_data(dataset, frontend, normalization=None, cache_dir=None) ->
     Raises:
         TinyKWSError: a split with no clips.
     """
-    from tinykws.data import speech_commands as sc
-    from tinykws.features.frontend import Normalization, cached_features
-
     arrays = {}
     for split in ("train", "validation"):
         clips = dataset.clips(split)
@@ -199,40 +182,45 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+class TrainingDiverged(TinyKWSError):
+    """The loss became NaN or infinite."""
+
+
 def fit(
     model,
     data: TrainingData,
     cfg: TrainConfig,
-    out_dir: Path,
+    out_dir: Path | None,
     meta: dict | None = None,
     teacher=None,
+    on_epoch_start: Callable[[int], None] | None = None,
 ):
     """Train `model` in place; write best/last checkpoints and history into `out_dir`.
 
     `meta` (labels, model and front-end config, normalisation) is stored in the checkpoints so
     best.safetensors is a usable model file. Resumes from `out_dir/last.safetensors` when
-    present. `teacher` (a trained model with the same inputs and classes) is distilled into
-    `model` when `cfg.distill_weight` > 0. Returns the history dict (per-epoch train/val loss
-    and accuracy, best epoch).
-    """
-    from tinykws.train.state import TrainState
+    present; `out_dir` None trains in a temporary folder (nothing to resume, nothing kept).
+    `teacher` (a trained model with the same inputs and classes) is distilled into `model` when
+    `cfg.distill_weight` > 0. `on_epoch_start(epoch)` (0-based) runs before each epoch's
+    training, e.g. to freeze parts of the model from some epoch on. Returns the history dict
+    (per-epoch train/val loss and accuracy, best epoch).
 
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite.
+    """
+    if out_dir is None:
+        with tempfile.TemporaryDirectory(prefix="tinykws-fit-") as tmp:
+            return fit(model, data, cfg, Path(tmp), meta, teacher, on_epoch_start)
     check_training_data(data)
     out_dir = Path(out_dir)
     dist = DistContext.from_env()
-    device = dist.device if dist.active else pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    model.to(device)
-    state = TrainState.create(model, data, cfg, out_dir, device, meta)
-    if cfg.distill_weight > 0:
-        if teacher is None:
-            raise TinyKWSError("train.distill_weight is set but there is no teacher model")
-        state.teacher = teacher.to(device).eval()
-    state.maybe_resume()
+    state = _start_state(model, data, cfg, out_dir, meta, teacher, dist)
     net = dist.wrap(model)
     for epoch in range(state.epoch, cfg.epochs):
         start = time.perf_counter()
         torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout draws do not depend on resume
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         train_loss, train_acc = _train_epoch(net, state, epoch, dist)
         val_loss, val_acc = evaluate_features(model, data.val_features, data.val_labels, state)
         improved = state.record(epoch, train_loss, train_acc, val_loss, val_acc)
@@ -250,6 +238,21 @@ def fit(
     dist.close()
     state.load_best_into(model)
     return state.history
+
+
+def _start_state(model, data, cfg, out_dir: Path, meta, teacher, dist: DistContext) -> TrainState:
+    """The state before the first epoch (or the one a previous run left to resume), with the
+    model (and teacher) on this process's device."""
+    device = dist.device if dist.active else pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    state = TrainState.create(model, data, cfg, out_dir, device, meta)
+    if cfg.distill_weight > 0:
+        if teacher is None:
+            raise TinyKWSError("train.distill_weight is set but there is no teacher model")
+        state.teacher = teacher.to(device).eval()
+    state.maybe_resume()
+    return state
 
 
 def check_training_data(data: TrainingData) -> None:
@@ -278,8 +281,6 @@ def check_training_data(data: TrainingData) -> None:
 
 
 def _train_epoch(net, state, epoch: int, dist: DistContext) -> tuple[float, float]:
-    from tinykws.progress import make_progress
-
     data, cfg = state.data, state.cfg
     order = _epoch_order(len(data.train_labels), cfg.seed, epoch)
     order = order[dist.rank :: dist.world_size]
@@ -294,7 +295,7 @@ def _train_epoch(net, state, epoch: int, dist: DistContext) -> tuple[float, floa
             labels = torch.from_numpy(data.train_labels[np.sort(index)]).to(state.device)
             loss, logits = _step(net, inputs, labels, state)
             total_loss += loss * len(index)
-            total_correct += (logits.argmax(1) == labels).sum().item()
+            total_correct += top1_accuracy(logits.cpu(), labels.cpu()) * len(index)
             total += len(index)
             progress.update(task, advance=1, status=f"loss {total_loss / total:.3f}")
     return total_loss / max(total, 1), total_correct / max(total, 1)
@@ -309,7 +310,7 @@ def _step(net, inputs, labels, state) -> tuple[float, torch.Tensor]:
     if state.teacher is not None:
         loss = _distilled(loss, logits, inputs, state)
     if not torch.isfinite(loss):
-        raise TinyKWSError("training diverged (loss is NaN or infinite); lower train.lr")
+        raise TrainingDiverged("training diverged (loss is NaN or infinite); lower train.lr")
     loss.backward()
     state.optimizer.step()
     state.scheduler.step()
@@ -331,7 +332,7 @@ def training_inputs(index: np.ndarray, state, gen: torch.Generator) -> torch.Ten
     if aug.enabled:
         waves = torch.from_numpy(np.asarray(data.train_waves[index])).float() / 32768.0
         waves = augment_waves(waves, state.noise, aug, gen).to(state.device)
-        feats = data.frontend.torch(waves)
+        feats = batch_features(data.frontend, waves)
     else:
         feats = torch.from_numpy(np.asarray(data.train_features[index])).to(state.device)
     feats = data.normalization.apply_torch(feats)
@@ -360,7 +361,7 @@ def evaluate_features(model, features, labels, state) -> tuple[float, float]:
         return math.nan, math.nan
     target = torch.from_numpy(np.asarray(labels))
     loss = F.cross_entropy(logits, target, weight=state.loss_weights.cpu()).item()
-    return loss, (logits.argmax(1) == target).float().mean().item()
+    return loss, top1_accuracy(logits, target)
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:

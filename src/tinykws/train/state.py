@@ -10,13 +10,41 @@ from typing import Any
 import numpy as np
 import torch
 
+from tinykws.cache import content_key
 from tinykws.checkpoint import (
     flatten_optimizer_state,
     load_checkpoint,
     save_checkpoint,
     unflatten_optimizer_state,
 )
+from tinykws.config import from_dict, to_dict
+from tinykws.data.augment_config import AugmentConfig
+from tinykws.errors import TinyKWSError
 from tinykws.log import logger
+from tinykws.train.distributed import DistContext
+
+# By name: (parameters, config with lr, momentum, weight_decay) -> optimizer.
+OPTIMIZERS = {
+    "sgd": lambda p, c: torch.optim.SGD(
+        p, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay
+    ),
+    "adam": lambda p, c: torch.optim.Adam(p, lr=c.lr, weight_decay=c.weight_decay),
+    "adamw": lambda p, c: torch.optim.AdamW(p, lr=c.lr, weight_decay=c.weight_decay),
+}
+
+# By name: (optimizer, config, steps per epoch) -> learning-rate schedule, stepped every batch.
+SCHEDULES = {
+    "constant": lambda opt, c, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0),
+    "step": lambda opt, c, steps: torch.optim.lr_scheduler.StepLR(
+        opt, step_size=c.step_epochs * steps, gamma=c.step_gamma
+    ),
+    "cosine": lambda opt, c, steps: torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt, T_max=c.epochs * steps
+    ),
+    "onecycle": lambda opt, c, steps: torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=c.lr, total_steps=c.epochs * steps
+    ),
+}
 
 LAST = "last.safetensors"
 BEST = "best.safetensors"
@@ -44,9 +72,6 @@ class TrainState:
 
     @classmethod
     def create(cls, model, data, cfg, out_dir, device, meta=None) -> TrainState:
-        from tinykws.train.distributed import DistContext
-        from tinykws.train.loop import OPTIMIZERS, SCHEDULES
-
         world = DistContext.from_env().world_size
         steps = max(1, math.ceil(len(data.train_labels) / world / cfg.batch_size))
         optimizer = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
@@ -107,17 +132,12 @@ class TrainState:
     def fingerprint(self) -> str:
         """A key of everything a resumed run must share with the one it continues: the
         training config, the architecture, the labels and the normalisation."""
-        from tinykws.cache import content_key
-        from tinykws.config import to_dict
-
         keep = {k: self.meta.get(k) for k in ("model", "labels", "frontend", "normalization")}
         return content_key(to_dict(self.cfg), keep)
 
     def maybe_resume(self) -> None:
         """Continue from last.safetensors if a previous run of this stage left one with the
         same settings; one left by other settings (or damaged) is set aside, with a note."""
-        from tinykws.errors import TinyKWSError
-
         path = self.out_dir / LAST
         if not path.is_file():
             return
@@ -160,8 +180,6 @@ class TrainState:
 def trained_with(cfg) -> dict:
     """What a checkpoint records of its training run for later fine-tuning (quantization-aware
     training reuses the augmentation and the `_unknown_` weight)."""
-    from tinykws.config import to_dict
-
     return {
         "augment": to_dict(cfg.augment),
         "unknown_weight": cfg.unknown_weight,
@@ -173,9 +191,6 @@ def recorded_training(meta: dict | None):
     """(AugmentConfig, `_unknown_` weight) a checkpoint was trained with, from the "train"
     record `trained_with` writes into its metadata; without one, no augmentation and weight 1.
     Fine-tuning (pruning, quantization-aware training) defaults to these."""
-    from tinykws.config import from_dict
-    from tinykws.data.augment_config import AugmentConfig
-
     trained = (meta or {}).get("train") or {}
     recorded = trained.get("augment")
     augment = (

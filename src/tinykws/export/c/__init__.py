@@ -33,8 +33,8 @@ Cortex-M4 image with its section sizes).
 
 Example:
     >>> import tempfile
-    >>> from tinykws.ir import IntGraphBuilder, QuantParams
-    >>> b = IntGraphBuilder("demo")
+    >>> from tinykws.ir import GraphBuilder, QuantParams
+    >>> b = GraphBuilder("demo")
     >>> x = b.input("x", (1, 4), QuantParams(0.1, 0))
     >>> folder = export_c(b.build([b.softmax(x)]), tempfile.mkdtemp(), cortex_m4="off")
     >>> sorted(p.name for p in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
@@ -50,12 +50,16 @@ from typing import Any
 
 import numpy as np
 
-from tinykws.config import check_choice
+from tinykws.config import check_choice, to_dict
 from tinykws.errors import TinyKWSError
+from tinykws.export.c.build import CORTEX_M4_FLAGS, arm_compiler, build_cortex_m4
 from tinykws.export.c.frontend import frontend_sources, template
 from tinykws.export.c.generate import int8_graph, model_sources
+from tinykws.export.c.mcu import MCU_FILE, default_inputs, emulate_cortex_m4, qemu_binary
 from tinykws.export.c.sparse import SPARSE_MODES
-from tinykws.ir.graph import IntGraph
+from tinykws.export.c.stream import stream_config_of, stream_sources
+from tinykws.io import write_json, write_text
+from tinykws.ir.graph import Graph
 from tinykws.log import logger
 
 __all__ = ["CORTEX_M4_MODES", "SIZES_FILE", "SPARSE_MODES", "export_c"]
@@ -66,7 +70,7 @@ OPTIONAL_FILES = {"frontend.h", "frontend.c", "main.c", "stream.h", "stream.c", 
 
 
 def export_c(
-    graph: IntGraph,
+    graph: Graph,
     out_dir,
     *,
     frontend_config=None,
@@ -79,7 +83,7 @@ def export_c(
     """Write the C sources of `graph` (and its front end) into `out_dir`.
 
     Args:
-        graph: a validated int8 IntGraph (a float QUANTIZE in and DEQUANTIZE out are fine).
+        graph: a validated int8 Graph (a float QUANTIZE in and DEQUANTIZE out are fine).
         out_dir: destination folder (created; files of the same names are replaced, and
             generated files this export does not write, e.g. an old frontend.c, removed).
         frontend_config: a `FrontEndConfig`, preset name or dict (default: the graph's
@@ -122,13 +126,9 @@ def export_c(
     return out_dir
 
 
-def _measure_emulated(out_dir: Path, graph: IntGraph, mode: str, sizes_measured: bool) -> None:
+def _measure_emulated(out_dir: Path, graph: Graph, mode: str, sizes_measured: bool) -> None:
     """Write mcu.json from an emulator run (or remove a stale one when not measuring); "auto"
     runs along with the size measurement, when the tools are installed."""
-    from tinykws.export.c.build import arm_compiler
-    from tinykws.export.c.mcu import MCU_FILE, default_inputs, emulate_cortex_m4, qemu_binary
-    from tinykws.io import write_json
-
     path = out_dir / MCU_FILE
     path.unlink(missing_ok=True)
     tools = None not in (qemu_binary(), arm_compiler())
@@ -150,9 +150,6 @@ def _measure_emulated(out_dir: Path, graph: IntGraph, mode: str, sizes_measured:
 
 def _measure_cortex_m4(out_dir: Path, mode: str, with_frontend: bool) -> None:
     """Write sizes.json from a Cortex-M4 build (or remove a stale one when not measuring)."""
-    from tinykws.export.c.build import CORTEX_M4_FLAGS, arm_compiler, build_cortex_m4
-    from tinykws.io import write_json
-
     path = out_dir / SIZES_FILE
     if mode == "off" or (mode == "auto" and arm_compiler() is None):
         path.unlink(missing_ok=True)
@@ -180,7 +177,7 @@ def _sizes_dict(sizes) -> dict[str, int]:
     }
 
 
-def _generate(graph: IntGraph, config, norm, labels, sparse: str):
+def _generate(graph: Graph, config, norm, labels, sparse: str):
     """(file name -> text, report) of everything export_c writes."""
     model = model_sources(graph, labels=labels, sparse=sparse)
     files = dict(model.files)
@@ -203,7 +200,7 @@ def _generate(graph: IntGraph, config, norm, labels, sparse: str):
     return files, report
 
 
-def _frontend_files(graph: IntGraph, config, norm) -> dict[str, str]:
+def _frontend_files(graph: Graph, config, norm) -> dict[str, str]:
     from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 
     frontend = FrontEnd(frontend_config(config))
@@ -226,15 +223,13 @@ def _frontend_files(graph: IntGraph, config, norm) -> dict[str, str]:
 
 
 def _config_dict(config) -> dict[str, Any]:
-    from tinykws.config import to_dict
     from tinykws.features.frontend import frontend_config
 
     return to_dict(frontend_config(config))
 
 
-def _stream_files(graph: IntGraph, config, labels) -> dict[str, str]:
+def _stream_files(graph: Graph, config, labels) -> dict[str, str]:
     """stream.h / stream.c / kws_stream.c (none for a resizing front end, which cannot stream)."""
-    from tinykws.export.c.stream import stream_config_of, stream_sources
     from tinykws.features.frontend import frontend_config
 
     config = frontend_config(config)
@@ -256,8 +251,6 @@ def _makefile(with_frontend: bool, with_stream: bool = False) -> str:
 
 
 def _write_all(out_dir: Path, files: dict[str, str]) -> None:
-    from tinykws.io import write_text
-
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in sorted(files):
         write_text(out_dir / name, files[name])

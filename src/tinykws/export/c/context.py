@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tinykws.export.c.carray import c_comment, c_string
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.graph import Graph, Op, Tensor
 from tinykws.ir.plan import ArenaPlan
 
 
@@ -33,7 +33,7 @@ class EmitContext:
         index: the index of the op being emitted.
     """
 
-    graph: IntGraph
+    graph: Graph
     plan: ArenaPlan
     sparse: str = "auto"
     constants: list[str] = field(default_factory=list)

@@ -20,6 +20,22 @@ from tinykws.export.c.context import EmitContext, four, int_list
 from tinykws.ir.graph import Op
 
 
+def emit_rescaling(ctx: EmitContext, op: Op, struct: str, kernel: str, **shape: str) -> None:
+    """The struct and call of a kernel that moves int8 values from its input's grid onto its
+    output's with one Q31 multiplier (QUANTIZE int8 -> int8, MEAN): the `shape` fields, then
+    input_offset, output_offset, multiplier, shift."""
+    (x,), out = ctx.tensors(op)
+    fields = {
+        **shape,
+        "input_offset": str(-x.zero_point[0]),
+        "output_offset": str(out.zero_point[0]),
+        "multiplier": c_int(op.params["multiplier"]),
+        "shift": str(int(op.params["shift"])),
+    }
+    ctx.struct(struct, fields)
+    ctx.call(op, kernel, ctx.buffer(x.name), ctx.buffer(out.name))
+
+
 def broadcast_strides(shape, out_shape) -> list[int]:
     """Element strides of a C-contiguous tensor along each of the 4 output axes (0: broadcast)."""
     padded = [1] * (4 - len(shape)) + [int(d) for d in shape]
@@ -109,16 +125,8 @@ def emit_softmax(ctx: EmitContext, op: Op) -> None:
 
 def emit_requantize(ctx: EmitContext, op: Op) -> None:
     """QUANTIZE int8 -> int8 (the float -> int8 QUANTIZE at the boundary is the front end's)."""
-    (x,), out = ctx.tensors(op)
-    fields = {
-        "size": str(int(np.prod(x.shape))),
-        "input_offset": str(-x.zero_point[0]),
-        "output_offset": str(out.zero_point[0]),
-        "multiplier": c_int(op.params["multiplier"]),
-        "shift": str(int(op.params["shift"])),
-    }
-    ctx.struct("tk_requantize_params", fields)
-    ctx.call(op, "tk_requantize_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+    size = str(int(np.prod(ctx.tensors(op)[0][0].shape)))
+    emit_rescaling(ctx, op, "tk_requantize_params", "tk_requantize_s8", size=size)
 
 
 ELEMENTWISE_EMITTERS = {

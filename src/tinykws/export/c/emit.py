@@ -1,4 +1,4 @@
-"""One C kernel call per IntGraph op: its constant parameter struct and the call itself.
+"""One C kernel call per Graph op: its constant parameter struct and the call itself.
 
 `EMITTERS[op.type](ctx, op)` appends the op's constants (weights, biases, multipliers, the
 `static const` parameter struct of kernels.h) to `ctx.constants` and its call to `ctx.calls`.
@@ -21,17 +21,17 @@ from __future__ import annotations
 import numpy as np
 
 from tinykws.errors import TinyKWSError
-from tinykws.export.c.carray import c_array, c_int
+from tinykws.export.c.carray import c_array
 from tinykws.export.c.context import EmitContext, dims
 from tinykws.export.c.copies import COPY_EMITTERS
-from tinykws.export.c.elementwise import ELEMENTWISE_EMITTERS
+from tinykws.export.c.elementwise import ELEMENTWISE_EMITTERS, emit_rescaling
 from tinykws.export.c.sparse import EncodedWeights, choose_encoding
-from tinykws.ir.graph import IntGraph, Op, Tensor
+from tinykws.ir.graph import Graph, Op, Tensor
 from tinykws.ir.plan import plan_arena
 from tinykws.log import logger
 
 
-def scratch_bytes(graph: IntGraph, op: Op) -> int:
+def scratch_bytes(graph: Graph, op: Op) -> int:
     """Scratch memory of the C kernel of `op` (for `tinykws.ir.plan.plan_arena`) with the
     default ("auto") weight encoding: what its fast path needs (see kernels.h), else nothing."""
     if op.type not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
@@ -43,7 +43,7 @@ def scratch_bytes(graph: IntGraph, op: Op) -> int:
     return _fast_scratch(graph, op, encoded)
 
 
-def _gathers(graph: IntGraph, op: Op) -> bool:
+def _gathers(graph: Graph, op: Op) -> bool:
     """Whether a CONV_2D kernel gathers windows: a filter larger than 1 x 1, padding, or an
     output of another size than the input (kernels_conv.c `conv_gathers`)."""
     if op.type != "CONV_2D":
@@ -57,7 +57,7 @@ WINDOW_BYTES = 512  # windows gathered at a time: up to this many bytes, 2 to 8 
 _LAST_WINDOWS: list = [None, {}]  # the last graph given to gathered_windows, and its answer
 
 
-def gathered_windows(graph: IntGraph) -> dict[int, int]:
+def gathered_windows(graph: Graph) -> dict[int, int]:
     """Op index -> windows its CONV_2D kernel gathers at a time, for every CONV_2D that gathers.
 
     One window each is the least any kernel needs; more are faster (two output pixels share
@@ -91,7 +91,7 @@ def gathered_windows(graph: IntGraph) -> dict[int, int]:
     return windows
 
 
-def _fast_scratch(graph: IntGraph, op: Op, encoded: EncodedWeights) -> int:
+def _fast_scratch(graph: Graph, op: Op, encoded: EncodedWeights) -> int:
     """Bytes of scratch the fast path of a layer needs (kernels.h): the windows a CONV_2D
     gathers at a time (`gathered_windows`); packed and sparse weights are unpacked on the stack,
     whatever `encoded` is."""
@@ -294,19 +294,10 @@ def _pool(kernel: str):
 
 
 def _mean(ctx: EmitContext, op: Op) -> None:
-    (x,), out = ctx.tensors(op)
-    n, h, w, c = x.shape
+    n, h, w, c = ctx.tensors(op)[0][0].shape
     if sorted(op.options["axes"]) == [2]:  # over W only: rows of (N*H) images of height 1
         n, h = n * h, 1
-    fields = {
-        "input": dims((n, h, w, c)),
-        "input_offset": str(-x.zero_point[0]),
-        "output_offset": str(out.zero_point[0]),
-        "multiplier": c_int(op.params["multiplier"]),
-        "shift": str(int(op.params["shift"])),
-    }
-    ctx.struct("tk_mean_params", fields)
-    ctx.call(op, "tk_mean_hw_s8", ctx.buffer(x.name), ctx.buffer(out.name))
+    emit_rescaling(ctx, op, "tk_mean_params", "tk_mean_hw_s8", input=dims((n, h, w, c)))
 
 
 EMITTERS = {

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from tinykws.ir.graph import IntGraph
+from tinykws.ir.graph import Graph
 
 FLAGS = (
     "TK_CONV_PACKED",
@@ -52,7 +52,7 @@ FLAGS = (
 )
 
 
-def layer_flags(graph: IntGraph, record: dict[str, Any]) -> set[str]:
+def layer_flags(graph: Graph, record: dict[str, Any]) -> set[str]:
     """The flags one layer needs; `record` is its entry in export.json's "layers"."""
     op = graph.ops[record["op"]]
     flags: set[str] = set()
@@ -79,7 +79,7 @@ def layer_flags(graph: IntGraph, record: dict[str, Any]) -> set[str]:
     return flags
 
 
-def _in_blocks(graph: IntGraph, op) -> bool:
+def _in_blocks(graph: Graph, op) -> bool:
     """Whether a depthwise layer runs in blocks (kernels_depthwise.c runs_3x3): a 3 x 3 filter,
     dilation 1, an input of at least 3 x 3, windows overhanging it by at most 2 pixels."""
     (h, w), (oh, ow) = (graph.tensor(n).shape[1:3] for n in (op.inputs[0], op.outputs[0]))
@@ -98,7 +98,7 @@ def _overhang(i: int, k: int, size: int) -> int:
     return i if i < 0 else i - (size - k) if i > size - k else 0
 
 
-def kernel_config(layers: list[dict[str, Any]], graph: IntGraph | None = None) -> str:
+def kernel_config(layers: list[dict[str, Any]], graph: Graph | None = None) -> str:
     """The text of tk_config.h for a model whose weighted layers are `layers` (export.json)."""
     used: set[str] = set()
     for record in layers:

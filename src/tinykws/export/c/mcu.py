@@ -51,6 +51,10 @@ from pathlib import Path
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.export.c.build import _need, _run, _sources, arm_compiler, cortex_m4_flags
+from tinykws.export.c.generate import int8_graph
+from tinykws.ir import interpret
+from tinykws.ir.ops import op_macs
 
 QEMU = "qemu-system-arm"
 MACHINE = "mps2-an386"
@@ -155,7 +159,7 @@ def emulate_cortex_m4(
         optimization: the optimisation flags of the build ("-Os", "-O2", ...).
         timeout_s: the emulator is killed after this many seconds (a hang is an error).
         runs: inferences when neither features nor samples give a count.
-        graph: the IntGraph the folder was exported from: the scores are then checked against
+        graph: the Graph the folder was exported from: the scores are then checked against
             `tinykws.ir.interpret` (exactly) and the MACs counted.
 
     Raises:
@@ -163,8 +167,6 @@ def emulate_cortex_m4(
             a build failure, a hang past `timeout_s`, a fault, a clock that does not count
             instructions as expected, or scores that differ from the interpreter's.
     """
-    from tinykws.export.c.build import _need, arm_compiler
-
     src_dir = Path(src_dir).resolve()
     gcc = _need(arm_compiler(), "gcc-arm-none-eabi")
     qemu = _need(qemu_binary(), QEMU)
@@ -237,8 +239,6 @@ def _input_sources(rows: np.ndarray, frontend: bool, max_marks: int) -> tuple[st
 
 def _build_image(gcc: str, src_dir: Path, build: Path, inputs, optimization: str) -> Path:
     """Write the harness into `build` and link image.elf for mps2-an386."""
-    from tinykws.export.c.build import _run, _sources, cortex_m4_flags
-
     rows, frontend = inputs
     hooks = (src_dir / "model.c").read_text().count("TK_PROFILE_OP(") + 4
     header, source = _input_sources(rows, frontend, max(hooks, CALIBRATION_HOOKS + 1))
@@ -359,18 +359,12 @@ def _op_macs(graph) -> list[int] | None:
     """MACs of each op of the graph as the C runs it (int8 boundary), or None."""
     if graph is None:
         return None
-    from tinykws.export.c.generate import int8_graph
-    from tinykws.measure.metrics import op_macs
-
     int8 = int8_graph(graph)
     return [int(op_macs(int8, op)) for op in int8.ops]
 
 
 def check_scores(run: EmulatorRun, graph) -> None:
     """Raise unless the emulated scores equal `tinykws.ir.interpret` on the same inputs."""
-    from tinykws.export.c.generate import int8_graph
-    from tinykws.ir import interpret
-
     int8 = int8_graph(graph)
     shape = int8.tensor(int8.inputs[0]).shape
     x = run.features.reshape(len(run.features), *shape[1:])

@@ -4,7 +4,7 @@ The stage quantizes the run's current final model (the trained model, or the pru
 prune stage ran before), writes everything into `quantize/` (see `tinykws.quant.workflow`),
 and makes the quantized checkpoint the run's final model, so `tinykws evaluate RUN --backend
 int` scores the integer graph. Its table in the recipe is `QuantConfig`, plus an optional
-`[quantize.sweep]` (`SweepConfig`):
+`[quantize.sweep]` (`QuantSweepConfig`):
 
     [quantize]
     method = "ptq"            # ptq | dynamic | qat
@@ -20,13 +20,22 @@ int` scores the integer graph. Its table in the recipe is `QuantConfig`, plus an
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import replace
 from pathlib import Path
 
+from tinykws.config import from_dict
 from tinykws.errors import TinyKWSError
+from tinykws.io import write_json
 from tinykws.log import logger
+from tinykws.measure.predictors import load_torch
+from tinykws.quant import QuantConfig, QuantData
+from tinykws.quant.data import calibration_features
+from tinykws.quant.sizes import float_memory
+from tinykws.quant.sweep import QuantSweepConfig
+from tinykws.quant.workflow import QuantJob, metrics_of, run_job
+from tinykws.run.stages.data import load_run_dataset, run_frontend, split_arrays, training_data
+from tinykws.train.model_file import FINAL_MODEL_FILE, normalization
 
 STAGE = "quantize"
 TRAINED_MODEL = "train/best.safetensors"
@@ -34,21 +43,17 @@ SOURCE_FILE = "source.json"
 
 
 def parse_table(table: dict):
-    """(QuantConfig, SweepConfig | None) from a recipe's [quantize] table."""
-    from tinykws.config import from_dict
-    from tinykws.quant import QuantConfig
-    from tinykws.quant.sweep import SweepConfig
-
+    """(QuantConfig, QuantSweepConfig | None) from a recipe's [quantize] table."""
     table = dict(table or {})
     sweep = table.pop("sweep", None)
     config = from_dict(QuantConfig, table, STAGE)
-    return config, (from_dict(SweepConfig, sweep, "quantize.sweep") if sweep is not None else None)
+    if sweep is None:
+        return config, None
+    return config, from_dict(QuantSweepConfig, sweep, "quantize.sweep")
 
 
 def source_model(run_dir: Path) -> str:
     """The run-relative path of the float model to quantize (the final model before this stage)."""
-    from tinykws.measure.predictors import FINAL_MODEL_FILE
-
     final = run_dir / FINAL_MODEL_FILE
     if not final.is_file():
         raise TinyKWSError(
@@ -63,9 +68,6 @@ def source_model(run_dir: Path) -> str:
 
 def stage_quantize(run) -> dict:
     """Quantize the run's final model into quantize/; it becomes the run's final model."""
-    from tinykws.io import write_json
-    from tinykws.quant.workflow import metrics_of, run_job
-
     config, sweep = parse_table(run.recipe.extra.get(STAGE, {}))
     source = source_model(run.dir)
     summary = run_job(_job(run, config, sweep, source))
@@ -83,21 +85,14 @@ def stage_quantize(run) -> dict:
 
 def _job(run, config, sweep, source: str):
     """The `QuantJob` of a run: its model, calibration set, validation split, earlier sizes."""
-    from tinykws.measure.predictors import load_torch, normalization
-    from tinykws.quant import QuantData
-    from tinykws.quant.data import calibration_features
-    from tinykws.quant.sizes import float_memory
-    from tinykws.quant.workflow import QuantJob
-    from tinykws.run.stages import core as stages
-
     predictor = load_torch(run.dir / source)
     norm = normalization(predictor.meta)
-    dataset, frontend = stages.load_run_dataset(run), stages.run_frontend(run)
+    dataset, frontend = load_run_dataset(run), run_frontend(run)
     training = None
     if config.method == "qat" or (sweep is not None and "qat" in sweep.methods):
-        training = replace(stages.training_data(run), normalization=norm)
+        training = replace(training_data(run), normalization=norm)
     calibration = calibration_features(dataset, frontend, config, run.cache_dir)
-    _, _, val_features, val_labels = stages.split_arrays(run, "validation")
+    _, _, val_features, val_labels = split_arrays(run, "validation")
     references = {}
     if source != TRAINED_MODEL and (run.dir / TRAINED_MODEL).is_file():
         original = load_torch(run.dir / TRAINED_MODEL).module
@@ -115,84 +110,6 @@ def _job(run, config, sweep, source: str):
         sweep,
         run.recipe.name,
     )
-
-
-def report_section(run_dir: str | Path) -> str:
-    """HTML for report.html: accuracy per backend, sizes, bar charts, sweep; "" if no stage ran."""
-    from tinykws.report.html import image, read_json
-
-    run_dir = Path(run_dir)
-    summary = read_json(run_dir / STAGE / "summary.json")
-    if not summary:
-        return ""
-    config = summary["config"]
-    intro = (
-        f"<p>{html.escape(summary['method'].upper())}: {config['weight_bits']}-bit weights "
-        f"({config['weight_scheme']}{', cross-layer equalized' if config.get('equalize') else ''}"
-        f"), {config['activation_bits']}-bit activations "
-        f"({config['activation_scheme']}); {summary['compression_ratio']:.1f}x smaller "
-        f"parameter memory than the original.</p>"
-    )
-    parts = [intro, _accuracy_table(summary["validation"]), _size_table(summary["sizes"])]
-    for name in ("learnables", "parameter_memory", "sweep"):
-        parts.append(image(run_dir / STAGE / f"{name}.png", name))
-    return "<h2>Quantization</h2>" + "".join(parts)
-
-
-def _accuracy_table(validation: dict) -> str:
-    from tinykws.report.html import table
-
-    names = {
-        "torch": "float weights of the result",
-        "fakequant": "fake-quant",
-        "int": "integer graph",
-    }
-    rows = [["float model quantized", _pct(validation.get("source_accuracy"))]]
-    rows += [[names[b], _pct(a)] for b, a in validation["accuracy"].items()]
-    rows += [
-        [f"top-1 agreement {k.replace('_', ' vs ')}", _pct(v)]
-        for k, v in validation["agreement"].items()
-    ]
-    lsb = validation.get("int_vs_fakequant_lsb")
-    if lsb:
-        rows.append(["integer vs fake-quant logits, max difference", f"{lsb['max']:.2f} LSB"])
-    return table([f"validation ({validation['n']} clips)", "value"], rows)
-
-
-def _size_table(sizes: dict) -> str:
-    from tinykws.report.html import table
-
-    original = sizes["original"]["total_bytes"]
-    rows = [
-        [
-            name,
-            f"{s['learnables']:,}",
-            _bits_cell(s),
-            f"{s['total_bytes']:,}",
-            f"{s.get('ideal_weight_bytes', s['weight_bytes']) + s['bias_bytes']:,}",
-            f"{s['deployed_bytes']:,}",
-            f"{original / max(s['total_bytes'], 1):.1f}x",
-        ]
-        for name, s in sizes.items()
-    ]
-    header = [
-        "model",
-        "learnables",
-        "weight bits",
-        "parameter memory (bytes)",
-        "at exactly those bits (bytes)",
-        "with constants (bytes)",
-        "vs original",
-    ]
-    notes = sorted({s["storage_note"] for s in sizes.values() if s.get("storage_note")})
-    return table(header, rows) + "".join(f"<p>{html.escape(note)}.</p>" for note in notes)
-
-
-def _bits_cell(size: dict) -> str:
-    """The weight width, with the stored width where the C kernels' container is wider."""
-    stored = size.get("storage_bits", size["weight_bits"])
-    bits = size["weight_bits"]
-    return str(bits) if stored == bits else f"{bits} (stored as {stored})"
 
 
 def _pct(value) -> str:

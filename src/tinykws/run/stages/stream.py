@@ -21,14 +21,19 @@ Example:
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from tinykws.config import check_range, from_dict
+from tinykws.data.stream_test import StreamTestConfig, write_stream_test
+from tinykws.io import write_json
 from tinykws.log import logger
+from tinykws.measure.predictors import load_predictor
+from tinykws.run.stages.data import dataset_root
+from tinykws.stream.evaluate import stream_recording, summary_lines
+from tinykws.stream.sweep import plot_curve
 from tinykws.stream_config import StreamConfig
+from tinykws.train.model_file import FINAL_MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,6 @@ class StreamStageConfig:
         return from_dict(cls, data, "stream")
 
     def test_config(self, preset: str):
-        from tinykws.data.stream_test import StreamTestConfig
-
         return StreamTestConfig(
             split=self.split, minutes=self.minutes, keywords=self.keywords,
             snr_db=self.snr_db, preset=preset, seed=self.seed,
@@ -70,13 +73,6 @@ class StreamStageConfig:
 
 def stage_stream(run) -> dict:
     """Make the test stream, run the final model on it, score it; see the module docstring."""
-    from tinykws.data.stream_test import write_stream_test
-    from tinykws.io import write_json
-    from tinykws.measure.predictors import FINAL_MODEL_FILE, load_predictor
-    from tinykws.run.stages.core import dataset_root
-    from tinykws.stream.evaluate import stream_recording, summary_lines
-    from tinykws.stream.sweep import plot_curve
-
     config = StreamStageConfig.from_dict(run.recipe.extra.get("stream"))
     folder = run.stage_dir("stream")
     preset = run.recipe.data.dataset.preset
@@ -96,28 +92,3 @@ def stage_stream(run) -> dict:
         metrics["false_reject_rate_at_target"] = result["at_target"]["false_reject_rate"]
     run.update_metrics("stream", metrics)
     return metrics
-
-
-def report_section(run_dir: Path) -> str:
-    """report.html section: the score at the threshold, the target point, the curve."""
-    from tinykws.report.html import image, read_json, table
-    from tinykws.stream.evaluate import summary_lines
-
-    result = read_json(Path(run_dir) / "stream" / "result.json")
-    if not result:
-        return ""
-    s, c = result["score"], result["config"]
-    rows = [[
-        f"{result['duration_s'] / 60:.1f} min", s["keywords"], s["hits"], s["misses"],
-        s["false_accepts"], f"{s['false_accepts_per_hour']:.2f}",
-        f"{100 * s['false_reject_rate']:.1f}%",
-    ]]  # fmt: skip
-    settings = ", ".join(f"{k} {v}" for k, v in c.items())
-    text = "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines(result))
-    return (
-        "<h2>Streaming detection</h2>"
-        f"<p class='note'>The final model on a long test stream ({html.escape(settings)}).</p>"
-        + table(["stream", "keywords", "hits", "misses", "false accepts", "per hour", "FRR"], rows)
-        + text
-        + image(Path(run_dir) / "stream" / "curve.png", "threshold curve")
-    )

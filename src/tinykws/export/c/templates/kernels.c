@@ -114,32 +114,10 @@ static void pool_bounds(const tk_pool_params *p, int32_t oy, int32_t ox, int32_t
     *x_hi = TK_MIN(x0 + p->filter_w, p->input.w);
 }
 
-void tk_max_pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output)
-{
-    const tk_dims *in = &p->input, *out = &p->output;
-    int32_t b, oy, ox, c, y, x, y_lo, y_hi, x_lo, x_hi;
-    for (b = 0; b < out->n; ++b) {
-        for (oy = 0; oy < out->h; ++oy) {
-            for (ox = 0; ox < out->w; ++ox) {
-                int8_t *dst = output + ((b * out->h + oy) * out->w + ox) * out->c;
-                pool_bounds(p, oy, ox, &y_lo, &y_hi, &x_lo, &x_hi);
-                for (c = 0; c < out->c; ++c) {
-                    int32_t best = -128;
-                    for (y = y_lo; y < y_hi; ++y) {
-                        for (x = x_lo; x < x_hi; ++x) {
-                            best = TK_MAX(best, input[((b * in->h + y) * in->w + x) * in->c + c]);
-                        }
-                    }
-                    dst[c] = (int8_t)TK_MAX(TK_MIN(best, p->activation_max), p->activation_min);
-                }
-            }
-        }
-    }
-}
-
-/* Mean of the in-bounds pixels: the sum s over n pixels divided rounding half away from zero,
- * (s + n/2) / n for s > 0, (s - n/2) / n otherwise, with C's truncating division. */
-void tk_avg_pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output)
+/* Max or mean of each output pixel's in-bounds window, per channel. The mean is the sum s over
+ * n pixels divided rounding half away from zero, (s + n/2) / n for s > 0, (s - n/2) / n
+ * otherwise, with C's truncating division. */
+static void pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output, int is_max)
 {
     const tk_dims *in = &p->input, *out = &p->output;
     int32_t b, oy, ox, c, y, x, y_lo, y_hi, x_lo, x_hi;
@@ -151,18 +129,31 @@ void tk_avg_pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *outp
                 pool_bounds(p, oy, ox, &y_lo, &y_hi, &x_lo, &x_hi);
                 count = (y_hi - y_lo) * (x_hi - x_lo);
                 for (c = 0; c < out->c; ++c) {
-                    int32_t sum = 0, mean;
+                    int32_t acc = is_max ? -128 : 0;
                     for (y = y_lo; y < y_hi; ++y) {
                         for (x = x_lo; x < x_hi; ++x) {
-                            sum += input[((b * in->h + y) * in->w + x) * in->c + c];
+                            const int32_t v = input[((b * in->h + y) * in->w + x) * in->c + c];
+                            acc = is_max ? TK_MAX(acc, v) : acc + v;
                         }
                     }
-                    mean = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                    dst[c] = (int8_t)TK_MAX(TK_MIN(mean, p->activation_max), p->activation_min);
+                    if (!is_max) {
+                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    }
+                    dst[c] = (int8_t)TK_MAX(TK_MIN(acc, p->activation_max), p->activation_min);
                 }
             }
         }
     }
+}
+
+void tk_max_pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output)
+{
+    pool2d_s8(p, input, output, 1);
+}
+
+void tk_avg_pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output)
+{
+    pool2d_s8(p, input, output, 0);
 }
 
 #if defined(__ARM_FEATURE_DSP)

@@ -1,4 +1,5 @@
-"""Predict labels for audio files with any model file.
+"""Predict the labels of audio files with any model file (`tinykws predict`); the models
+themselves are loaded as predictors by `tinykws.measure.predictors`.
 
 A file longer than the model's window (1 s for the presets) is not cropped silently: every
 window of it, 100 ms apart, is scored and the window whose best keyword is most probable is
@@ -9,10 +10,14 @@ warning that points to `tinykws stream`, which finds every keyword of a long rec
 from __future__ import annotations
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from tinykws.data.audio import pad_or_trim, read_audio
 from tinykws.log import logger
+from tinykws.measure.predictors import load_predictor
 from tinykws.train.evaluate import softmax
+from tinykws.train.model_file import frontend
 
 WINDOW_STEP_S = 0.1  # spacing of the windows scored in a long file
 
@@ -24,8 +29,6 @@ def predict_files(model_path, paths, top_k: int = 3, backend: str = "auto") -> l
         [{"path", "label", "probability", "top_k": [{"label", "probability"}, ...],
           "window_s": start of the scored window (0.0 for a file no longer than a window)}, ...]
     """
-    from tinykws.measure.predictors import frontend, load_predictor
-
     predictor = load_predictor(model_path, backend=backend)
     fe = frontend(predictor.meta)
     results = []
@@ -80,9 +83,6 @@ def _best_window(predictor, fe, path) -> tuple[np.ndarray, float]:
 
 def print_predictions(results: list[dict]) -> None:
     """One row per file: path, best label, probability, the other top-k labels."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table("clip", "label", "probability", "top-k", "window (s)")
     for r in results:
         others = ", ".join(f"{t['label']} {t['probability']:.2f}" for t in r["top_k"][1:])
