@@ -28,17 +28,6 @@ def float_model(tone_corpus, tmp_path_factory):
     return out / "best.safetensors", model, data
 
 
-@pytest.fixture(autouse=True)
-def detached_log_handlers():
-    """`tinykws.log.setup` binds its handler to the stderr of the first CLI call (a capsys
-    buffer closed after that test); drop it so each test's CLI call attaches a fresh one."""
-    yield
-    from tinykws.log import logger
-
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-
-
 def quantize_verb(checkpoint, data, out, *options) -> int:
     """`tinykws quantize CHECKPOINT --data DATA --out OUT OPTIONS...`; its exit status."""
     return main(["quantize", str(checkpoint), "--data", str(data), "--out", str(out), *options])

@@ -24,15 +24,6 @@ def trained_run(tone_corpus, tmp_path_factory):
     return tone_run(tone_corpus, tmp_path_factory.mktemp("stage"), "mfcc", MODEL, train)
 
 
-@pytest.fixture(autouse=True)
-def detached_log_handlers():
-    yield
-    from tinykws.log import logger
-
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-
-
 def with_table(recipe, run_dir, table):
     return Run(recipe=replace(recipe, extra={"quantize": table}), dir=run_dir)
 

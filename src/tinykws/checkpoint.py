@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tinykws.errors import TinyKWSError
-from tinykws.io import atomic_write
+from tinykws.io import _json_default, atomic_write
 from tinykws.metadata import check_finite, check_meta
 
 FORMAT = "tinykws-checkpoint-1"
@@ -35,8 +35,6 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, Any], meta: dict
     The metadata is checked (`tinykws.metadata.check_meta`) and the weights must be finite
     before anything is written, so a broken model is never copied into a new file."""
     from safetensors.torch import save
-
-    from tinykws.io import _json_default
 
     check_meta(meta, str(path))
     header = {"format": FORMAT, **meta}

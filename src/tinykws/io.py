@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from tinykws.errors import TinyKWSError
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
@@ -58,7 +60,6 @@ def read_json_object(path: str | os.PathLike, what: str = "file") -> dict[str, A
         >>> read_json_object(p)
         {'a': 1}
     """
-    from tinykws.errors import TinyKWSError
 
     try:
         value = json.loads(Path(path).read_text())

@@ -8,17 +8,6 @@ import sys
 logger = logging.getLogger("tinykws")
 
 
-def setup(verbose: bool = False) -> None:
-    """Print tinykws log records as `warning: ...` / `info` lines on stderr (once per process)."""
-    if logger.handlers:
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(_Formatter())
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
-
-
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever `sys.stderr` is at the time of each record (it may be replaced)."""
 
@@ -36,3 +25,26 @@ class _Formatter(logging.Formatter):
         if record.levelno >= logging.WARNING:
             return f"{record.levelname.lower()}: {record.getMessage()}"
         return record.getMessage()
+
+
+_HANDLER = _StderrHandler()
+_HANDLER.setFormatter(_Formatter())
+
+
+def setup(verbose: bool = False) -> None:
+    """Print tinykws log records as `warning: ...` / `info` lines on the current stderr.
+
+    Every CLI run calls it, so it looks for its own handler rather than for any handler: other
+    code (a test runner's log capture, a caller's handler) may have added handlers of its own or
+    removed this one, and the verbosity of this run replaces that of an earlier run.
+
+    Example:
+        >>> setup(); setup(verbose=True)
+        >>> logger.handlers.count(_HANDLER), logging.getLevelName(logger.level)
+        (1, 'DEBUG')
+        >>> setup()
+    """
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False

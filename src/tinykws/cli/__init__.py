@@ -21,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from tinykws import __version__
+from tinykws import __version__, log
 from tinykws.errors import TinyKWSError, describe_os_error
 
 DESCRIPTION = """\
@@ -55,7 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tinykws` console script. Returns the process exit status."""
-    from tinykws import log
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinykws.cli._common import add_verb, comma_words
+from tinykws.cli._common import add_verb, comma_floats, comma_words
 from tinykws.data.layout import LABEL_PRESETS, SPLIT_MODES
 
 VERSIONS = ("v0.02", "v0.01", "test-v0.02")
@@ -64,8 +64,6 @@ def register(subparsers) -> None:
 
 
 def _add_stream_test(verbs) -> None:
-    from tinykws.cli._common import comma_floats
-
     p = add_verb(verbs, "stream-test", "a long test stream with its truth CSV", stream_test_verb,
                  STREAM_TEST_HELP)  # fmt: skip
     p.add_argument("out", help="the WAV to write (its truth goes beside it as .csv)")
@@ -91,6 +89,7 @@ label of each word). The same seed gives the same files.
 
 
 def stream_test_verb(args) -> int:
+    # lazy: pulls numpy; `tinykws --help` stays fast
     from tinykws.data.stream_test import StreamTestConfig, write_stream_test
 
     config = StreamTestConfig(
@@ -108,6 +107,7 @@ def _help(args) -> int:
 
 
 def synth_verb(args) -> int:
+    # lazy: pulls numpy; `tinykws --help` stays fast
     from tinykws.data.synth import SynthConfig, synthesize
 
     config = SynthConfig(per_word=args.per_word, seed=args.seed, jobs=args.jobs, words=args.words)
@@ -116,6 +116,7 @@ def synth_verb(args) -> int:
 
 
 def download_verb(args) -> int:
+    # lazy: pulls tarfile and its compressors; `tinykws --help` stays fast
     from tinykws.data.download import download
 
     print(download(args.out, args.version))
@@ -125,6 +126,7 @@ def download_verb(args) -> int:
 def stats_verb(args) -> int:
     from rich.console import Console
 
+    # lazy: pulls numpy; `tinykws --help` stays fast
     from tinykws.data.speech_commands import DataConfig, load_dataset
     from tinykws.data.stats import stats_table
 
@@ -140,6 +142,7 @@ def stats_verb(args) -> int:
 
 
 def show_verb(args) -> int:
+    # lazy: pulls numpy; `tinykws --help` stays fast
     from tinykws.report.clip import plot_clip
 
     plot_clip(args.clip, args.out, args.frontend)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from argparse import SUPPRESS
 
 from tinykws.cli._common import add_verb
+from tinykws.io import write_json
+from tinykws.measure.metrics_report import print_metrics
 
 
 def register(subparsers) -> None:
@@ -155,6 +157,7 @@ example:
 
 
 def export_verb(args) -> int:
+    # lazy: pulls torch
     from tinykws.run.exporting import ExportOptions, export_model
 
     options = ExportOptions(
@@ -173,10 +176,9 @@ def export_verb(args) -> int:
 
 
 def metrics_verb(args) -> int:
-    from tinykws.io import write_json
+    # lazy: pulls torch
     from tinykws.measure.latency import LatencyConfig
     from tinykws.measure.metrics import model_metrics
-    from tinykws.measure.metrics_report import print_metrics
 
     latency = None if args.no_latency else LatencyConfig(runs=args.runs, threads=args.threads)
     result = model_metrics(args.model, latency, args.c_dir, mcu=args.mcu)
@@ -187,6 +189,7 @@ def metrics_verb(args) -> int:
 
 
 def check_verb(args) -> int:
+    # lazy: pulls torch
     from tinykws.measure.check import CheckConfig, check_run, failure, print_rows
 
     config = CheckConfig(

@@ -54,6 +54,7 @@ def parse_classes(text: str | None) -> int | None:
 def run_models(args) -> int:
     from rich.table import Table
 
+    # lazy: pulls torch
     from tinykws import models
 
     shape, classes = parse_shape(args.input), parse_classes(args.classes)
@@ -78,6 +79,7 @@ def run_models(args) -> int:
 def _preset_table(classes, shape):
     from rich.table import Table
 
+    # lazy: pulls torch
     from tinykws import models
 
     table = Table(title="Presets (tinykws models NAME for the layers)", title_justify="left")
@@ -111,6 +113,7 @@ def _preset_table(classes, shape):
 def _describe(name: str, config) -> str:
     from rich.markup import escape
 
+    # lazy: pulls torch
     from tinykws.models import config_to_dict
 
     settings = ", ".join(f"{k}={v}" for k, v in config_to_dict(config).items() if k != "family")
@@ -120,6 +123,7 @@ def _describe(name: str, config) -> str:
 def _layer_table(rows):
     from rich.table import Table
 
+    # lazy: pulls torch
     from tinykws.models.summary import format_shape
 
     table = Table()
@@ -137,6 +141,7 @@ def _layer_table(rows):
 def run_env(args) -> int:
     from rich.table import Table
 
+    # lazy: pulls importlib.metadata; `tinykws --help` stays fast
     from tinykws.environment import environment_rows
 
     table = Table(show_header=False)

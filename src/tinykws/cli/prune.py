@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinykws.cli._common import add_verb, comma_floats
+from tinykws.data.augment_config import AugmentConfig
+from tinykws.errors import TinyKWSError
 
 PRUNE_HELP = """\
 Prune a trained model and write the smaller model as a new checkpoint.
@@ -136,7 +138,7 @@ def _add_taylor_options(p) -> None:
 
 
 def prune_verb(args) -> int:
-    from tinykws.errors import TinyKWSError
+    # lazy: pulls torch
     from tinykws.train.model_file import load_float_model, resolve_model_path
 
     sweeping = bool(args.amounts)
@@ -152,6 +154,7 @@ def prune_verb(args) -> int:
         raise TinyKWSError(f"--out {out}: a sweep writes into a folder; this is a file")
     data = None
     if args.data:
+        # lazy: pulls torch
         from tinykws.cache import DEFAULT_CACHE_DIR
         from tinykws.prune.data import training_data_for
 
@@ -165,7 +168,7 @@ def prune_config(args, sweeping: bool, meta: dict):
     """The `PruneConfig` (with a `PruneSweepConfig` when sweeping) the arguments describe;
     fine-tuning defaults to the augmentation and `_unknown_` weight of the model's training
     (`meta`)."""
-    from tinykws.data.augment_config import AugmentConfig
+    # lazy: pulls torch
     from tinykws.prune.config import PruneConfig, PruneSweepConfig, TaylorConfig
     from tinykws.train.loop import TrainConfig
     from tinykws.train.state import recorded_training
@@ -215,6 +218,7 @@ def prune_config(args, sweeping: bool, meta: dict):
 
 
 def run_prune(model, meta, cfg, data, out: Path) -> int:
+    # lazy: pulls torch
     from tinykws.run.pruning import PruneJob, run_prune_job
 
     job = PruneJob(
@@ -234,6 +238,7 @@ def run_sweep(model, cfg, data, out: Path) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    # lazy: pulls torch
     from tinykws.prune import sweep
 
     result = sweep(model, cfg.sweep, data, out)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from tinykws.cli._common import add_verb, comma_ints, comma_words
+from tinykws.config import from_dict
+from tinykws.io import write_json
+from tinykws.quant import QuantConfig
 
 
 def register(subparsers) -> None:
@@ -129,8 +135,7 @@ OPTION_KEYS = {
 
 def quant_config_from_args(args):
     """(QuantConfig, QuantSweepConfig | None) from the command line options."""
-    from tinykws.config import from_dict
-    from tinykws.quant import QuantConfig
+    # lazy: pulls torch
     from tinykws.quant.sweep import QuantSweepConfig
 
     table = {
@@ -172,6 +177,7 @@ def quant_config_from_args(args):
 
 
 def quantize_verb(args) -> int:
+    # lazy: pulls torch
     from tinykws.quant.sweep import print_sweep
     from tinykws.quant.workflow import metrics_of, quantize_file
 
@@ -181,9 +187,6 @@ def quantize_verb(args) -> int:
     for key, value in metrics.items():
         print(f"{key}: {_format(key, value)}")
     if sweep is not None:
-        import json
-        from pathlib import Path
-
         print_sweep(json.loads((Path(args.out) / "sweep.json").read_text())["rows"])
     print(f"written: {args.out}")
     return 0
@@ -200,7 +203,7 @@ def _format(key: str, value) -> str:
 
 
 def compare_verb(args) -> int:
-    from tinykws.io import write_json
+    # lazy: pulls torch
     from tinykws.measure.compare import compare, print_comparison
 
     result = compare(

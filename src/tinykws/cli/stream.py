@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from tinykws.cli._common import add_verb
+from tinykws.errors import TinyKWSError
+from tinykws.io import write_json
+from tinykws.stream_config import StreamConfig
 
 STREAM_HELP = """\
 Listen to long recordings (or the microphone) the way a device does: the network runs every
@@ -46,15 +49,13 @@ def register(subparsers) -> None:
 
 
 def _config(args):
-    from tinykws.stream_config import StreamConfig
-
     names = ("threshold", "hop_ms", "window_ms", "suppression_ms", "minimum_count")
     given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     return StreamConfig.from_dict(given)
 
 
 def stream_verb(args) -> int:
-    from tinykws.errors import TinyKWSError
+    # lazy: pulls torch
     from tinykws.measure.predictors import load_predictor
 
     config = _config(args)
@@ -64,18 +65,18 @@ def stream_verb(args) -> int:
         raise TinyKWSError("--truth scores one recording; give exactly one audio file")
     predictor = load_predictor(args.model, backend=args.backend)
     if args.live:
+        # lazy: pulls torch
         from tinykws.stream.live import listen
 
         return listen(predictor, config, args.seconds)
     results = [_one_file(predictor, config, path, args) for path in args.audio]
     if args.json_out:
-        from tinykws.io import write_json
-
         write_json(args.json_out, results[0] if args.truth else {"recordings": results})
     return 0
 
 
 def _one_file(predictor, config, path, args) -> dict:
+    # lazy: pulls torch
     from tinykws.stream.evaluate import stream_recording, summary_lines
 
     result = stream_recording(predictor, path, config, args.truth, args.target_fa)
@@ -87,6 +88,7 @@ def _one_file(predictor, config, path, args) -> dict:
         for line in summary_lines(result):
             print(line)
         if args.curve:
+            # lazy: pulls numpy; `tinykws --help` stays fast
             from tinykws.stream.sweep import plot_curve
 
             plot_curve(result["sweep"], args.curve, result["at_target"], title=str(path))

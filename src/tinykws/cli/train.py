@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tinykws.cli._common import add_verb
+from tinykws.config import load_toml
+from tinykws.errors import TinyKWSError
+from tinykws.io import write_json
 
 
 def register(subparsers) -> None:
@@ -120,7 +124,7 @@ example:
 
 
 def run_recipe_verb(args) -> int:
-    from tinykws.config import load_toml
+    # lazy: pulls torch
     from tinykws.report.html import report_run
     from tinykws.run.pipeline import run_recipe
     from tinykws.run.recipe import parse
@@ -143,9 +147,6 @@ def default_run_dir(name: str) -> Path:
         >>> default_run_dir("demo")
         PosixPath('runs/demo')
     """
-    import re
-
-    from tinykws.errors import TinyKWSError
 
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", name):
         raise TinyKWSError(
@@ -156,7 +157,7 @@ def default_run_dir(name: str) -> Path:
 
 
 def train_verb(args) -> int:
-    from tinykws.config import load_toml
+    # lazy: pulls torch
     from tinykws.report.html import report_run
     from tinykws.run.pipeline import run_recipe
     from tinykws.run.recipe import parse
@@ -187,7 +188,7 @@ def train_verb(args) -> int:
 
 
 def evaluate_verb(args) -> int:
-    from tinykws.io import write_json
+    # lazy: pulls torch
     from tinykws.measure.predictors import default_backend, load_predictor
     from tinykws.plots import plot_confusion
     from tinykws.train.evaluate import evaluate, load_eval_data, print_report
@@ -206,6 +207,7 @@ def evaluate_verb(args) -> int:
 
 
 def predict_verb(args) -> int:
+    # lazy: pulls torch
     from tinykws.measure.predict_files import predict_files, print_predictions
 
     results = predict_files(args.model, args.clips, top_k=args.top_k, backend=args.backend)
@@ -217,7 +219,7 @@ def predict_verb(args) -> int:
 
 
 def report_verb(args) -> int:
-    from tinykws.errors import TinyKWSError
+    # lazy: pulls torch
     from tinykws.report.html import write_report
 
     if not Path(args.run_dir).is_dir():

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.io import atomic_write
 from tinykws.ir.fixedpoint import round_half_away
 from tinykws.log import logger
 
@@ -188,8 +189,6 @@ def to_float32(samples: np.ndarray) -> np.ndarray:
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate_hz=SAMPLE_RATE_HZ) -> None:
     """Write mono 16-bit PCM WAV atomically. float input is converted with `to_int16`."""
     import soundfile as sf
-
-    from tinykws.io import atomic_write
 
     pcm = samples if samples.dtype == np.int16 else to_int16(samples)
     with atomic_write(path, "wb") as f:

@@ -18,11 +18,16 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from tinykws.config import check_range
+from tinykws.config import check_choice, check_range
+from tinykws.data.audio import read_audio, write_wav
+from tinykws.data.layout import LABEL_PRESETS, SPLITS
+from tinykws.data.speech_commands import SILENCE_REGIONS, DataConfig, load_clip_audio, load_dataset
 from tinykws.errors import TinyKWSError
+from tinykws.io import write_text
 from tinykws.log import logger
 
 SAMPLE_RATE_HZ = 16000
@@ -53,9 +58,6 @@ class StreamTestConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from tinykws.config import check_choice
-        from tinykws.data.layout import LABEL_PRESETS, SPLITS
-
         check_choice("split", self.split, SPLITS)
         check_choice("preset", self.preset, tuple(LABEL_PRESETS))
         check_range("minutes", self.minutes, 0.05, 24 * 60.0)
@@ -78,7 +80,6 @@ class StreamTestConfig:
 
 def make_stream_test(root, config: StreamTestConfig):
     """The samples (float32) and truth rows of a test stream; see the module docstring."""
-    from tinykws.data.speech_commands import DataConfig, load_dataset
 
     dataset = load_dataset(root, DataConfig(preset=config.preset, unknown_fraction=1.0))
     clips = dataset.clips(config.split)
@@ -120,8 +121,6 @@ def _starts(n_words: int, n_samples: int, rng) -> list[int]:
 
 def _noise_bed(noise_files: list[str], config: StreamTestConfig, n_samples: int, rng):
     """Random segments of the split's region of the background recordings, at NOISE_RMS."""
-    from tinykws.data.audio import read_audio
-    from tinykws.data.speech_commands import SILENCE_REGIONS
 
     if not noise_files:
         logger.warning("no _background_noise_ recordings: the stream's background is white noise")
@@ -149,7 +148,6 @@ def _noise_bed(noise_files: list[str], config: StreamTestConfig, n_samples: int,
 
 def _add_word(samples: np.ndarray, clip, start: int, config: StreamTestConfig, rng) -> tuple:
     """Mix one clip in at `start` at a random SNR; its truth row."""
-    from tinykws.data.speech_commands import load_clip_audio
 
     audio = load_clip_audio(clip).astype(np.float64)
     onset, offset = _active_span(audio)
@@ -175,7 +173,6 @@ TRUTH_HEADER = ("onset_s", "offset_s", "label")
 
 def write_truth(path, truth: list[tuple]) -> None:
     """Write rows (onset_s, offset_s, label) as a truth CSV (header `onset_s,offset_s,label`)."""
-    from tinykws.io import write_text
 
     lines = [",".join(TRUTH_HEADER)] + [f"{a:.4f},{b:.4f},{label}" for a, b, label in truth]
     write_text(path, "\n".join(lines) + "\n")
@@ -183,9 +180,6 @@ def write_truth(path, truth: list[tuple]) -> None:
 
 def write_stream_test(out, root, config: StreamTestConfig):
     """Write OUT.wav (16-bit mono, 16 kHz) and OUT.csv (its truth); returns both paths."""
-    from pathlib import Path
-
-    from tinykws.data.audio import write_wav
 
     out = Path(out)
     wav = out if out.suffix.lower() == ".wav" else out.with_name(out.name + ".wav")

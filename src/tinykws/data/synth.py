@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinykws.children import die_with_parent
 from tinykws.config import check_range, to_dict
 from tinykws.data import tts
 from tinykws.data.audio import CLIP_SAMPLES, SAMPLE_RATE_HZ, to_int16, write_wav
@@ -42,6 +43,7 @@ from tinykws.data.noise import NOISES, NoiseJob, render_noise
 from tinykws.errors import TinyKWSError
 from tinykws.io import write_json, write_text
 from tinykws.log import logger
+from tinykws.progress import make_progress
 
 # The 35 words of Speech Commands v0.02.
 SPEECH_COMMANDS_WORDS = WORDS
@@ -303,8 +305,6 @@ def _run_jobs(jobs: list, n_files: int, workers: int) -> None:
         return
     import scipy.signal  # noqa: F401  (for resampling: imported once, inherited by forked workers)
 
-    from tinykws.children import die_with_parent
-
     pool = ProcessPoolExecutor(
         workers, mp_context=_pool_context(), initializer=die_with_parent, initargs=(os.getpid(),)
     )
@@ -330,8 +330,6 @@ def _pool_context():
 
 
 def _track(files_done: Iterable[int], n_files: int) -> None:
-    from tinykws.progress import make_progress
-
     with make_progress() as progress:
         bar = progress.add_task("synthesizing", total=n_files, status="")
         for count in files_done:

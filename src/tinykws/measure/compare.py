@@ -19,18 +19,22 @@ Example:
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.measure.predictors import default_backend, load_predictor, predictor_memory
+from tinykws.quant.sizes import compression_ratio
+from tinykws.train.evaluate import load_eval_data, softmax
+from tinykws.train.model_file import resolve_model_path
 
 
 def compare_predictions(
     a, b, features: np.ndarray, labels: np.ndarray, clips=None, count: int = 10, seed: int = 0
 ) -> dict:
     """Accuracies, drop (a - b), agreement and `count` seeded side-by-side samples."""
-    from tinykws.train.evaluate import softmax
 
     if tuple(a.labels) != tuple(b.labels):
         raise TinyKWSError(
@@ -74,9 +78,6 @@ def model_file_bytes(path) -> int:
         >>> model_file_bytes(path)
         1000
     """
-    import json
-
-    from tinykws.train.model_file import resolve_model_path
 
     path = Path(path)
     if path.is_dir() and (path / "model.c").is_file():
@@ -95,9 +96,6 @@ def compare(
 
     `backends` default to `default_backend` of each file; `cache_dir` caches audio and features.
     """
-    from tinykws.measure.predictors import default_backend, load_predictor, predictor_memory
-    from tinykws.quant.sizes import compression_ratio
-    from tinykws.train.evaluate import load_eval_data
 
     backend_a = backends[0] or default_backend(path_a)
     backend_b = backends[1] or default_backend(path_b)

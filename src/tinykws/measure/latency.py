@@ -32,6 +32,14 @@ from typing import Any
 import numpy as np
 
 from tinykws.config import check_range
+from tinykws.errors import TinyKWSError
+from tinykws.export import onnx as onnx_export
+from tinykws.export import onnx_torch
+from tinykws.export.float_graph import lower_float
+from tinykws.export.tflite import tflite_bytes
+from tinykws.ir.transform import with_io_dtype
+from tinykws.measure.predictors import frontend
+from tinykws.measure.runtimes import ONNXRunner, TFLiteRunner
 from tinykws.timing import median_ms
 
 
@@ -61,7 +69,6 @@ class LatencyConfig:
 
 def frontend_ms(meta: dict, config: LatencyConfig) -> float:
     """Median ms of the numpy front end on one clip (seeded noise of the clip's length)."""
-    from tinykws.measure.predictors import frontend
 
     fe = frontend(meta)
     clip = (np.random.default_rng(0).normal(size=fe.config.clip_samples) * 0.1).astype(np.float32)
@@ -94,8 +101,6 @@ def _row(runtime: str, device: str, precision: str, network_ms: float) -> dict:
 
 
 def _litert_row(data: bytes, precision: str, config: LatencyConfig) -> dict:
-    from tinykws.measure.runtimes import TFLiteRunner
-
     runner = TFLiteRunner(data, threads=config.threads)
     x = np.zeros(runner.input_shape, runner.input["dtype"])
     ms = median_ms(runner.invoke, x, runs=config.runs, warmup=config.warmup)
@@ -105,7 +110,6 @@ def _litert_row(data: bytes, precision: str, config: LatencyConfig) -> dict:
 def _onnx_row(
     data: bytes, precision: str, input_shape, config: LatencyConfig, dtype=np.float32
 ) -> dict:
-    from tinykws.measure.runtimes import ONNXRunner
 
     runner = ONNXRunner(data, threads=config.threads)
     x = np.zeros((1, 1, *input_shape), dtype)
@@ -115,11 +119,6 @@ def _onnx_row(
 
 def _artefacts(model) -> list[tuple[str, str, Any]]:
     """(runtime, precision, builder() -> bytes) for every file the model can be exported to."""
-    from tinykws.export import onnx as onnx_export
-    from tinykws.export import onnx_torch
-    from tinykws.export.float_graph import lower_float
-    from tinykws.export.tflite import tflite_bytes
-    from tinykws.ir.transform import with_io_dtype
 
     jobs = []
     if model.module is not None:
@@ -161,7 +160,6 @@ def measure_latency(model, input_shape, config: LatencyConfig | None = None) -> 
         {"runs", "threads", "frontend_ms" (or None), "rows": [{"runtime", "device",
         "precision", "network_ms", "total_ms"}], "skipped": {"runtime precision": reason}}.
     """
-    from tinykws.errors import TinyKWSError
 
     config = config or LatencyConfig()
     rows, skipped = [], {}

@@ -17,6 +17,8 @@ through its `LOADERS` table.
 from __future__ import annotations
 
 import json
+import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,12 @@ from typing import Any
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.export.c.build import CModel, build_shared_library
+from tinykws.export.onnx import read_onnx_metadata
+from tinykws.export.tflite import read_tflite_metadata
+from tinykws.ir.kernels import dequantize_s8_f32, quantize_f32_s8
+from tinykws.quant.data import feature_batches
+from tinykws.train.model_file import normalization
 
 TFLITE_RESOLVERS = {"litert": "AUTO", "reference": "BUILTIN_REF"}
 TFLITE_BACKENDS = (*TFLITE_RESOLVERS, "tflm")
@@ -46,15 +54,11 @@ class _Boundary:
     zero_point: int = 0
 
     def to_file(self, x: np.ndarray) -> np.ndarray:
-        from tinykws.ir.kernels import quantize_f32_s8
-
         if self.dtype == np.int8:
             return quantize_f32_s8(x, self.scale, self.zero_point)
         return np.asarray(x, np.float32)
 
     def from_file(self, y: np.ndarray) -> np.ndarray:
-        from tinykws.ir.kernels import dequantize_s8_f32
-
         if np.asarray(y).dtype == np.int8:
             return dequantize_s8_f32(np.asarray(y), self.scale, self.zero_point)
         return np.asarray(y, np.float32)
@@ -269,10 +273,6 @@ class CRunner:
     through ctypes; the int8 boundary's scale and zero point are read from its model.h."""
 
     def __init__(self, folder) -> None:
-        import tempfile
-
-        from tinykws.export.c.build import CModel, build_shared_library
-
         folder = Path(folder)
         self._build_dir = tempfile.TemporaryDirectory(prefix="tinykws-c-")
         library = build_shared_library(folder, Path(self._build_dir.name) / "libtinykws.so")
@@ -287,7 +287,6 @@ class CRunner:
 
 def _define(header: str, which: str) -> tuple[float, int]:
     """(scale, zero point) of TINYKWS_<which>_SCALE / _ZERO_POINT in a generated model.h."""
-    import re
 
     scale = re.search(rf"TINYKWS_{which}_SCALE\s+([-+0-9.eE]+)f", header)
     zero = re.search(rf"TINYKWS_{which}_ZERO_POINT\s+\((-?[0-9]+)\)", header)
@@ -318,9 +317,6 @@ class FilePredictor:
         return tuple(self.meta["labels"])
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        from tinykws.quant.data import feature_batches
-        from tinykws.train.model_file import normalization
-
         out = [np.zeros((0, len(self.labels)), np.float32)]
         for batch in feature_batches(features, normalization(self.meta), self.batch_size):
             x = batch.numpy()  # (B, 1, frames, bins)
@@ -354,7 +350,6 @@ def file_metadata(path: Path, embedded: dict | None) -> dict:
 
 def load_tflite_predictor(path: Path, backend: str = "litert") -> FilePredictor:
     """A .tflite file run by LiteRT ("litert" or "reference" kernels) or TFLite Micro ("tflm")."""
-    from tinykws.export.tflite import read_tflite_metadata
 
     if backend not in TFLITE_BACKENDS:
         raise TinyKWSError(
@@ -376,7 +371,6 @@ def load_tflite_predictor(path: Path, backend: str = "litert") -> FilePredictor:
 
 def load_onnx_predictor(path: Path, backend: str = "onnxruntime") -> FilePredictor:
     """An .onnx file run by ONNX Runtime."""
-    from tinykws.export.onnx import read_onnx_metadata
 
     if backend not in ONNX_BACKENDS:
         raise TinyKWSError(

@@ -213,6 +213,8 @@ def quantize(model, config: QuantConfig, data: QuantData):
     The float model is not changed. Raises `TinyKWSError` naming the layer when a layer cannot
     be quantized, or when the calibration set is empty.
     """
+    # lazy: these pull torch and import this package's configs (a cycle); the package itself
+    # stays torch-free so that the CLI can read a QuantConfig without loading torch
     from tinykws.quant.dynamic import quantize_dynamic
     from tinykws.quant.ptq import quantize_ptq
     from tinykws.quant.qat import quantize_qat

@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from tinykws.quant.model import QuantModel
+
 STORAGE_BITS = {2: 2, 3: 4, 4: 4, 5: 8, 6: 8, 7: 8, 8: 8, 32: 32}
 CONSTANT_BYTES_PER_CHANNEL = 8  # int32 Q31 multiplier + int32 shift
 ZERO_POINT_BYTES = 4  # one int32 zero point per scale of asymmetric weights
@@ -114,7 +116,6 @@ def float_memory(model) -> ParameterMemory:
 
 def quantized_memory(quantized) -> ParameterMemory:
     """Parameter memory of a `QuantizedModel` (ptq, qat or dynamic)."""
-    from tinykws.quant.model import QuantModel
 
     module = getattr(quantized, "module", quantized)
     if isinstance(module, QuantModel):

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from tinykws.data.audio import pad_or_trim, read_audio
 from tinykws.features.frontend import FrontEnd, FrontEndConfig, frontend_config
+from tinykws.io import save_figure
 
 _DB_FLOOR = 1e-10  # power floor before dB: -100 dB, far below 16-bit quantisation noise
 _DEFAULT_MFCC = 13
@@ -31,8 +33,6 @@ def plot_clip(
     The clip is read at the front end's sample rate and centred in `clip_samples` samples, as
     for training. Raises `TinyKWSError` for an unreadable file or an unknown front end.
     """
-    from tinykws.data.audio import pad_or_trim, read_audio
-    from tinykws.io import save_figure
 
     config = frontend_config(frontend_name)
     samples = pad_or_trim(read_audio(path, config.sample_rate_hz), config.clip_samples)

@@ -42,8 +42,8 @@ from pathlib import Path
 
 from tinykws.config import check_choice
 from tinykws.errors import TinyKWSError
+from tinykws.export import EXPORTERS, onnx_torch
 from tinykws.export import onnx as onnx_export
-from tinykws.export import onnx_torch
 from tinykws.export.float_graph import lower_float
 from tinykws.export.tflite import tflite_bytes
 from tinykws.export.tflite_dynamic import dynamic_tflite_bytes
@@ -300,8 +300,6 @@ def _export_c(model: LoadedModel, out: Path, options: ExportOptions) -> ExportRe
 
 
 def _c_exporter():
-    from tinykws.export import EXPORTERS
-
     if "c" in EXPORTERS:
         return EXPORTERS["c"]
     try:

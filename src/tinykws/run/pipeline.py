@@ -24,6 +24,15 @@ from tinykws.errors import TinyKWSError
 from tinykws.io import read_json_object, write_json, write_text
 from tinykws.log import logger
 from tinykws.run.lock import remove_if_empty, run_lock
+from tinykws.run.stages.check import stage_check
+from tinykws.run.stages.data import stage_data
+from tinykws.run.stages.evaluate import stage_evaluate
+from tinykws.run.stages.export import stage_export
+from tinykws.run.stages.prune import stage_prune
+from tinykws.run.stages.quantize import stage_quantize
+from tinykws.run.stages.report import stage_report
+from tinykws.run.stages.stream import stage_stream
+from tinykws.run.stages.train import stage_train
 from tinykws.run.state import invalidate_from, stage_is_done
 from tinykws.train.model_file import FINAL_MODEL_FILE
 
@@ -75,15 +84,6 @@ class Run:
 
 def stage_table() -> dict[str, Any]:
     """Stage name -> function(run) -> outputs dict, in execution order."""
-    from tinykws.run.stages.check import stage_check
-    from tinykws.run.stages.data import stage_data
-    from tinykws.run.stages.evaluate import stage_evaluate
-    from tinykws.run.stages.export import stage_export
-    from tinykws.run.stages.prune import stage_prune
-    from tinykws.run.stages.quantize import stage_quantize
-    from tinykws.run.stages.report import stage_report
-    from tinykws.run.stages.stream import stage_stream
-    from tinykws.run.stages.train import stage_train
 
     return {
         "data": stage_data,

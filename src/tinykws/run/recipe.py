@@ -20,8 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from tinykws.config import check_choice, from_dict, load_toml, to_dict, unknown_key_message
+from tinykws.data.speech_commands import DataConfig
+from tinykws.data.synth import SynthConfig
 from tinykws.errors import TinyKWSError
+from tinykws.features.frontend import FrontEnd, frontend_config
+from tinykws.measure.check import CheckConfig
+from tinykws.models import model_config
+from tinykws.prune.config import PruneConfig
+from tinykws.run.pipeline import STAGES
+from tinykws.run.stages.export import ExportStageConfig
+from tinykws.run.stages.quantize import parse_table
+from tinykws.run.stages.stream import StreamStageConfig
 from tinykws.train.loop import TrainConfig
+from tinykws.train.model_file import check_model_size
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,6 @@ SECTIONS = ("name", "stages", "data", "frontend", "model", "train", "evaluate")
 
 def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
     """Validate plain recipe data (a parsed TOML document) into a `Recipe`."""
-    from tinykws.run.pipeline import STAGES
 
     valid = set(SECTIONS) | set(STAGES)
     unknown = sorted(set(raw) - valid)
@@ -123,11 +133,6 @@ def _check_shapes(raw: dict[str, Any], where: str) -> None:
 
 def _check_stage_tables(extra: dict[str, Any]) -> dict[str, Any]:
     """Validate the tables of the compression and deployment stages before anything runs."""
-    from tinykws.measure.check import CheckConfig
-    from tinykws.prune.config import PruneConfig
-    from tinykws.run.stages.export import ExportStageConfig
-    from tinykws.run.stages.quantize import parse_table
-    from tinykws.run.stages.stream import StreamStageConfig
 
     parsers = {
         "prune": lambda t: from_dict(PruneConfig, t, "prune"),
@@ -145,8 +150,6 @@ def _check_stage_tables(extra: dict[str, Any]) -> dict[str, Any]:
 
 def parse_data_section(raw: dict[str, Any]) -> DataSection:
     """The [data] table: DataConfig fields plus root, cache_dir, [synth] and [near_miss]."""
-    from tinykws.data.speech_commands import DataConfig
-    from tinykws.data.synth import SynthConfig
 
     raw = dict(raw)
     own = {f.name for f in fields(DataSection)} - {"dataset"}
@@ -162,9 +165,6 @@ def parse_data_section(raw: dict[str, Any]) -> DataSection:
 
 
 def _check_frontend_and_model(frontend: dict, model: dict) -> None:
-    from tinykws.features.frontend import FrontEnd, frontend_config
-    from tinykws.models import model_config
-
     for section, table in (("frontend", frontend), ("model", model)):
         for key in ("preset", "family"):
             if key in table and not isinstance(table[key], str):
@@ -172,7 +172,6 @@ def _check_frontend_and_model(frontend: dict, model: dict) -> None:
     for key, source in (("n_classes", "the labels"), ("input_shape", "the front end")):
         if key in model:  # it would be overridden, silently
             raise TinyKWSError(f"[model] {key} is set by {source}; remove it from the recipe")
-    from tinykws.train.model_file import check_model_size
 
     shape = FrontEnd(frontend_config(frontend)).output_shape
     check_model_size(model_config(model, n_classes=2, input_shape=shape), "[model]")

@@ -25,6 +25,7 @@ from tinykws.errors import TinyKWSError
 from tinykws.features.incremental import StreamingFrontEnd
 from tinykws.stream.recognize import Event, Recognizer, probabilities, smooth
 from tinykws.stream_config import StreamConfig
+from tinykws.train.model_file import frontend
 
 
 @dataclass
@@ -50,8 +51,6 @@ class StreamDetector:
     """
 
     def __init__(self, predictor, config: StreamConfig | None = None, keep_scores=True) -> None:
-        from tinykws.train.model_file import frontend
-
         self.predictor, self.config = predictor, config or StreamConfig()
         self.frontend = StreamingFrontEnd(frontend(predictor.meta))
         rate = self.frontend.frontend.config.sample_rate_hz

@@ -17,9 +17,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinykws.data.audio import read_audio
 from tinykws.errors import TinyKWSError
+from tinykws.features.config import frontend_config
 from tinykws.log import logger
 from tinykws.stream.detector import detect
+from tinykws.stream.score import read_truth, score_events
+from tinykws.stream.sweep import sweep_thresholds, threshold_for
 from tinykws.stream_config import StreamConfig
 
 
@@ -33,8 +37,6 @@ def read_stream_audio(path, sample_rate_hz: int = 16000):
         TinyKWSError: a missing, corrupt or multi-channel file.
     """
     import soundfile as sf
-
-    from tinykws.data.audio import read_audio
 
     try:
         info = sf.info(str(path))
@@ -65,8 +67,6 @@ def stream_recording(predictor, audio, config: StreamConfig, truth=None, target_
         `config.threshold`), "sweep" (one point per threshold), "target_fa_per_hour" and
         "at_target" (the best point within the budget, or None).
     """
-    from tinykws.stream.score import read_truth, score_events
-    from tinykws.stream.sweep import sweep_thresholds, threshold_for
 
     rate = predictor_rate(predictor)
     samples = read_stream_audio(audio, rate) if isinstance(audio, (str, Path)) else audio
@@ -98,7 +98,6 @@ def stream_recording(predictor, audio, config: StreamConfig, truth=None, target_
 
 def predictor_rate(predictor) -> int:
     """The sample rate of the model's front end."""
-    from tinykws.features.config import frontend_config
 
     return frontend_config(predictor.meta["frontend"]).sample_rate_hz
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.stream.detector import StreamDetector
 
 
 def open_input():
@@ -30,7 +31,6 @@ def open_input():
 
 def listen(predictor, config, seconds: float = 0.0) -> int:
     """Print detections from the microphone until Ctrl-C (or for `seconds` when > 0)."""
-    from tinykws.stream.detector import StreamDetector
 
     sd = open_input()
     detector = StreamDetector(predictor, config, keep_scores=False)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tinykws.errors import TinyKWSError
+from tinykws.export.c.build import HOST_FLAGS, _need, _run, host_compiler
 from tinykws.stream.recognize import Event
 
 NOT_LIBRARY = {"kws_stream.c", "stream.c", "main.c"}  # programs and the detector itself
@@ -26,7 +27,6 @@ NOT_LIBRARY = {"kws_stream.c", "stream.c", "main.c"}  # programs and the detecto
 
 def build_kws_stream(folder, optimization: str = "-O2") -> Path:
     """Compile kws_stream in an exported C folder with the host compiler; returns its path."""
-    from tinykws.export.c.build import HOST_FLAGS, _need, _run, host_compiler
 
     folder = Path(folder).resolve()
     if not (folder / "stream.c").is_file():

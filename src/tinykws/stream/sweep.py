@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinykws.io import atomic_write
 from tinykws.stream.recognize import Recognizer, smooth
 from tinykws.stream.score import score_events
 
@@ -67,8 +68,6 @@ def plot_curve(points: list[dict], path: str | Path, chosen: dict | None = None,
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from tinykws.io import atomic_write
 
     fa = [p["false_accepts_per_hour"] for p in points]
     frr = [100.0 * p["false_reject_rate"] for p in points]

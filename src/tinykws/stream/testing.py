@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinykws.config import to_dict
 from tinykws.features.config import FrontEndConfig
+from tinykws.features.frontend import FrontEnd
+from tinykws.ir import GraphBuilder, QuantParams, Weights
+from tinykws.measure.predictors import GraphPredictor
 
 TINY_LABELS = ("high", "low", "_unknown_", "_silence_")
 TINY_FRONTEND = FrontEndConfig(
@@ -28,9 +32,6 @@ NOISE_STD = 0.003
 
 def tiny_graph(frontend: FrontEndConfig = TINY_FRONTEND):
     """The tiny spotter as an `Graph` (float features in, float logits out) with metadata."""
-    from tinykws.config import to_dict
-    from tinykws.features.frontend import FrontEnd
-    from tinykws.ir import GraphBuilder, QuantParams, Weights
 
     frames, bins = FrontEnd(frontend).output_shape
     band = np.arange(bins) >= bins // 2  # upper half of the bands
@@ -55,7 +56,6 @@ def tiny_graph(frontend: FrontEndConfig = TINY_FRONTEND):
 
 def _noise_means(frontend: FrontEndConfig) -> list[float]:
     """Each band's mean log energy in the streams' background noise (so that noise is ~0)."""
-    from tinykws.features.frontend import FrontEnd
 
     noise = np.random.default_rng(0).normal(0.0, NOISE_STD, frontend.clip_samples)
     features = FrontEnd(frontend).numpy(noise.astype(np.float32))
@@ -64,7 +64,6 @@ def _noise_means(frontend: FrontEndConfig) -> list[float]:
 
 def tiny_predictor(frontend: FrontEndConfig = TINY_FRONTEND):
     """`tiny_graph` run by the integer interpreter, as a predictor."""
-    from tinykws.measure.predictors import GraphPredictor
 
     graph = tiny_graph(frontend)
     return GraphPredictor(graph, dict(graph.metadata))

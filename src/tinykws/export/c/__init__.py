@@ -58,6 +58,7 @@ from tinykws.export.c.generate import int8_graph, model_sources
 from tinykws.export.c.mcu import MCU_FILE, default_inputs, emulate_cortex_m4, qemu_binary
 from tinykws.export.c.sparse import SPARSE_MODES
 from tinykws.export.c.stream import stream_config_of, stream_sources
+from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
 from tinykws.io import write_json, write_text
 from tinykws.ir.graph import Graph
 from tinykws.log import logger
@@ -201,8 +202,6 @@ def _generate(graph: Graph, config, norm, labels, sparse: str):
 
 
 def _frontend_files(graph: Graph, config, norm) -> dict[str, str]:
-    from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
-
     frontend = FrontEnd(frontend_config(config))
     int8 = int8_graph(graph)
     x = int8.tensor(int8.inputs[0])
@@ -223,14 +222,11 @@ def _frontend_files(graph: Graph, config, norm) -> dict[str, str]:
 
 
 def _config_dict(config) -> dict[str, Any]:
-    from tinykws.features.frontend import frontend_config
-
     return to_dict(frontend_config(config))
 
 
 def _stream_files(graph: Graph, config, labels) -> dict[str, str]:
     """stream.h / stream.c / kws_stream.c (none for a resizing front end, which cannot stream)."""
-    from tinykws.features.frontend import frontend_config
 
     config = frontend_config(config)
     if config.resize is not None:
