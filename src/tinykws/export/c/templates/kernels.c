@@ -116,8 +116,9 @@ static void pool_bounds(const tk_pool_params *p, int32_t oy, int32_t ox, int32_t
 
 /* Max or mean of each output pixel's in-bounds window, per channel. The mean is the sum s over
  * n pixels divided rounding half away from zero, (s + n/2) / n for s > 0, (s - n/2) / n
- * otherwise, with C's truncating division. */
-static void pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output, int is_max)
+ * otherwise, with C's truncating division. Inlined into each caller, so that `is_max` is a
+ * constant there and each kernel compiles to its own loop nest. */
+TK_INLINE void pool2d_s8(const tk_pool_params *p, const int8_t *input, int8_t *output, int is_max)
 {
     const tk_dims *in = &p->input, *out = &p->output;
     int32_t b, oy, ox, c, y, x, y_lo, y_hi, x_lo, x_hi;
