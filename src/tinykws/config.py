@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import sys
 import types
 import typing
@@ -102,15 +103,31 @@ def dump_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines).strip() + "\n"
 
 
-def _dump_table(table: dict[str, Any], prefix: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
+def _dump_table(table: dict[str, Any], prefix: list[str], lines: list[str], array=False) -> None:
+    arrays = {k: v for k, v in table.items() if _is_table_array(v)}  # [[name]] tables
+    scalars = {
+        k: v
+        for k, v in table.items()
+        if not isinstance(v, dict) and v is not None and k not in arrays
+    }
     tables = {k: v for k, v in table.items() if isinstance(v, dict)}
-    if prefix and (scalars or not tables):
+    if array:
+        lines.append(f"\n[[{'.'.join(prefix)}]]")
+    elif prefix and (scalars or not tables):
         lines.append(f"\n[{'.'.join(prefix)}]")
     for key, value in scalars.items():
         lines.append(f"{key} = {_toml_value(value)}")
     for key, value in tables.items():
         _dump_table(value, [*prefix, key], lines)
+    for key, items in arrays.items():
+        for item in items:
+            _dump_table(item, [*prefix, key], lines, array=True)
+
+
+def _is_table_array(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
 
 
 def _toml_value(value: Any) -> str:
@@ -153,6 +170,49 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise TinyKWSError(f"{where} must be {hint.__name__}, got {value!r}")
     return value
+
+
+FILE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def check_file_name(where: str, name: str) -> None:
+    """A name that becomes part of a file name: letters, digits, '_', '.', '-' only ("" passes)."""
+    if name and not FILE_NAME_PATTERN.fullmatch(name):
+        raise TinyKWSError(
+            f"{where} {name!r}: use letters, digits, '_', '.' or '-' (it names the sweep's files)"
+        )
+
+
+def labelled_tables(cls: type[T], value: Any, where: str) -> tuple[T, ...]:
+    """One table, an array of tables (`[[where]]`), `cls` instances or None -> a tuple of `cls`.
+
+    Each item has a `label` (its `name`, or a default its class derives); two with one label
+    would write the same files, so that is an error naming the duplicate.
+    """
+    if value is None:
+        return ()
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    out = tuple(item if isinstance(item, cls) else from_dict(cls, item, where) for item in items)
+    labels = [item.label for item in out]
+    for label in labels:
+        if labels.count(label) > 1:
+            raise TinyKWSError(
+                f"{where}: two sweeps are named {label!r}; give each [[{where}]] its own "
+                'name = "..."'
+            )
+    return out
+
+
+def labelled_stem(items, item, base: str = "sweep") -> str:
+    """The file stem of `item` among `items`: `base` for one unnamed item, else "base-<label>".
+
+    Example:
+        >>> from types import SimpleNamespace as S
+        >>> one, two = S(name="", label="l1"), S(name="", label="magnitude")
+        >>> labelled_stem((one,), one), labelled_stem((one, two), two)
+        ('sweep', 'sweep-magnitude')
+    """
+    return base if len(items) == 1 and not item.name else f"{base}-{item.label}"
 
 
 def check_choice(name: str, value: Any, choices: Any) -> None:

@@ -37,41 +37,79 @@ def plot_history(history: dict, out_png: str | os.PathLike) -> None:
     save_figure(fig, out_png)
 
 
-def plot_confusion(result: dict, out_png: str | os.PathLike) -> None:
-    """Confusion matrix (counts) with a row-normalised (recall) column and a column-normalised
-    (precision) row, as MATLAB's confusionchart with row and column summaries."""
+def confusion_summaries(confusion) -> tuple[np.ndarray, np.ndarray]:
+    """(row summary, column summary) of a confusion matrix (rows true, columns predicted): the
+    share of each row on its diagonal (per-class recall; confusionchart's RowSummary
+    "row-normalized") and of each column (per-class precision; ColumnSummary
+    "column-normalized"); 0 for an empty row or column.
+
+    Example:
+        >>> recall, precision = confusion_summaries([[3, 1], [0, 4]])
+        >>> recall.tolist(), precision.tolist()
+        ([0.75, 1.0], [1.0, 0.8])
+    """
+    cm = np.asarray(confusion, dtype=np.float64)
+    rows, columns = cm.sum(axis=1), cm.sum(axis=0)
+    recall = np.divide(np.diag(cm), rows, out=np.zeros(len(cm)), where=rows > 0)
+    precision = np.divide(np.diag(cm), columns, out=np.zeros(len(cm)), where=columns > 0)
+    return recall, precision
+
+
+def plot_confusion(result: dict, out_png: str | os.PathLike, title: str = "") -> None:
+    """Confusion chart (counts, shaded by row share) with MATLAB confusionchart's summaries:
+    a row summary at the right (per true class, the share predicted correctly (recall) and
+    wrongly; "row-normalized") and a column summary below (per predicted class, the share that
+    was right (precision) and wrong; "column-normalized").
+
+    Args:
+        result: an evaluation (`tinykws.train.evaluate.evaluate`): labels, confusion, accuracy.
+        out_png: where to save the figure.
+        title: the figure's title (default: the split and its accuracy).
+    """
     plt = pyplot()
     labels, cm = result["labels"], np.array(result["confusion"], dtype=np.float64)
     k = len(labels)
-    recall = np.divide(np.diag(cm), cm.sum(1), out=np.zeros(k), where=cm.sum(1) > 0)
-    precision = np.divide(np.diag(cm), cm.sum(0), out=np.zeros(k), where=cm.sum(0) > 0)
-    size = 0.55 * k + 2.5
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    shown = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    ax.imshow(np.pad(shown, ((0, 1), (0, 1))), cmap="Blues", vmin=0, vmax=1)
+    recall, precision = confusion_summaries(cm)
+    size = 0.55 * k + 3.0
+    fig, ax = plt.subplots(figsize=(size + 1.5, size + 0.5))
+    grid = np.full((k + 3, k + 3), np.nan)
+    grid[:k, :k] = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    ax.imshow(grid, cmap="Blues", vmin=0, vmax=1)
+    summary = np.full((k + 3, k + 3, 4), 0.0)  # RGBA overlay: green right, red wrong
+    rows, columns = cm.sum(1) > 0, cm.sum(0) > 0  # no summary for an empty row or column
+    for i in range(k):
+        if rows[i]:
+            summary[i, k + 1] = (0.2, 0.6, 0.3, 0.25 + 0.75 * recall[i])
+            summary[i, k + 2] = (0.8, 0.2, 0.2, 0.25 + 0.75 * (1 - recall[i]))
+        if columns[i]:
+            summary[k + 1, i] = (0.2, 0.6, 0.3, 0.25 + 0.75 * precision[i])
+            summary[k + 2, i] = (0.8, 0.2, 0.2, 0.25 + 0.75 * (1 - precision[i]))
+    ax.imshow(summary)
+    _confusion_text(ax, cm, grid, recall, precision)
+    ticks = [*range(k), k + 1, k + 2]
+    ax.set_xticks(ticks, [*labels, "recall", "missed"], rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(ticks, [*labels, "precision", "wrong"], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    default = f"{result.get('split', '')} accuracy {100 * result['accuracy']:.1f}%"
+    ax.set_title(title or default)
+    save_figure(fig, out_png)
+
+
+def _confusion_text(ax, cm, shares, recall, precision) -> None:
+    """Counts in the matrix, percentages in the summaries."""
+    k = len(cm)
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(
-                    j,
-                    i,
-                    int(cm[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="white" if shown[i, j] > 0.5 else "black",
-                )
-        ax.text(k, i, f"{100 * recall[i]:.0f}%", ha="center", va="center", fontsize=7)
-        ax.text(i, k, f"{100 * precision[i]:.0f}%", ha="center", va="center", fontsize=7)
-    ticks = [*labels, ""]
-    ax.set_xticks(range(k + 1), [*ticks[:-1], "recall"], rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(k + 1), [*ticks[:-1], "precision"], fontsize=8)
-    ax.axhline(k - 0.5, color="black", lw=0.8)
-    ax.axvline(k - 0.5, color="black", lw=0.8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{result.get('split', '')} accuracy {100 * result['accuracy']:.1f}%")
-    save_figure(fig, out_png)
+                color = "white" if shares[i, j] > 0.5 else "black"
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7, color=color)
+        for offset, value in ((1, recall[i]), (2, 1 - recall[i])):
+            if cm[i].sum():
+                ax.text(k + offset, i, f"{100 * value:.0f}%", ha="center", va="center", fontsize=7)
+        for offset, value in ((1, precision[i]), (2, 1 - precision[i])):
+            if cm[:, i].sum():
+                ax.text(i, k + offset, f"{100 * value:.0f}%", ha="center", va="center", fontsize=7)
 
 
 def plot_bars(values: dict[str, float], ylabel: str, title: str, out_png) -> None:

@@ -241,7 +241,7 @@ def run_sweep(model, cfg, data, out: Path) -> int:
     # lazy: pulls torch
     from tinykws.prune import sweep
 
-    result = sweep(model, cfg.sweep, data, out)
+    result = sweep(model, cfg.sweep[0], data, out)
     table = Table(
         "amount",
         "params",

@@ -51,16 +51,19 @@ COMMAND_PRESETS: dict[str, tuple[str, ...]] = {
     "yesno4": ("yes", "no"),
     "all36": WORDS,
     "gostop": ("go", "stop"),
+    "gostop2": ("go", "stop"),
 }
 
 #: Model output order for each preset. yesno4 follows TFLite Micro's micro_speech
-#: (silence, unknown, yes, no); all36 has no _unknown_ class (every word is a command).
+#: (silence, unknown, yes, no); all36 has no _unknown_ class (every word is a command);
+#: gostop2 is the go/stop study's binary task (two outputs, other words left out).
 LABEL_PRESETS: dict[str, tuple[str, ...]] = {
     "12": (*COMMAND_PRESETS["12"], UNKNOWN, SILENCE),
     "real10": (*COMMAND_PRESETS["real10"], UNKNOWN, SILENCE),
     "yesno4": (SILENCE, UNKNOWN, "yes", "no"),
     "all36": (*WORDS, SILENCE),
     "gostop": ("go", "stop", UNKNOWN, SILENCE),
+    "gostop2": ("go", "stop"),
 }
 
 

@@ -80,7 +80,8 @@ class DataConfig:
     """How a Speech Commands folder becomes labelled splits.
 
     Attributes:
-        preset: label set: "12", "real10", "yesno4", "all36" or "gostop" (see `LABEL_PRESETS`).
+        preset: label set: "12", "real10", "yesno4", "all36", "gostop" or "gostop2" (see
+            `LABEL_PRESETS`).
         commands: command words overriding the preset; labels are then the commands followed
             by `_unknown_` and `_silence_`.
         unknown_fraction: share of the non-command clips kept as `_unknown_` in each split.
@@ -90,6 +91,8 @@ class DataConfig:
         split_fractions: train/validation/test fractions of `split="random"`.
         validation_percent / testing_percent: the hash rule's percentages.
         seed: seeds the unknown subset, the silence segments and the random split.
+        clips_per_word: keep at most this many clips of each word (a seeded subset, taken
+            before splitting; 0 keeps every clip). The go/stop study used ~800 of each word.
         extra_unknown_roots: folders (e.g. synthetic near-miss words) whose clips are all added
             to `_unknown_` in train; sub-folders named like a command word are skipped.
     """
@@ -104,12 +107,14 @@ class DataConfig:
     testing_percent: float = 10.0
     seed: int = 0
     extra_unknown_roots: tuple[str, ...] = ()
+    clips_per_word: int = 0
 
     def __post_init__(self):
         check_choice("data.preset", self.preset, tuple(LABEL_PRESETS))
         check_choice("data.split", self.split, SPLIT_MODES)
         check_range("data.unknown_fraction", self.unknown_fraction, 0.0, 1.0)
         check_range("data.silence_count", self.silence_count, -1, 10**9)
+        check_range("data.clips_per_word", self.clips_per_word, 0, 10**9)
         check_range("data.validation_percent", self.validation_percent, 0.0, 100.0)
         check_range("data.testing_percent", self.testing_percent, 0.0, 100.0)
         check_range(
@@ -244,7 +249,7 @@ def load_dataset(root: str | os.PathLike, config: DataConfig | None = None) -> D
         clips = label_entries(scan_test_set(path), config.labels, path)
         splits = {"train": [], "validation": [], "test": clips}
         return Dataset(str(path), config, config.labels, splits, noise_files(path), "test set")
-    entries = require_entries(path, scan_dataset(path))
+    entries = keep_clips_per_word(require_entries(path, scan_dataset(path)), config)
     source = config.split
     if source == "lists" and not has_lists(path):
         logger.info(f"{path}: no validation/testing list files; splitting by the speaker hash")
@@ -285,6 +290,21 @@ def require_entries(root: Path, entries: list[FileEntry]) -> list[FileEntry]:
             "layout <root>/<word>/<speaker>_nohash_<n>.wav"
         )
     return entries
+
+
+def keep_clips_per_word(entries: list[FileEntry], config: DataConfig) -> list[FileEntry]:
+    """At most `config.clips_per_word` clips of each word: those first in a seeded hash order
+    (of seed and relative path, so the choice does not depend on the other clips)."""
+    if not config.clips_per_word:
+        return entries
+    by_word: dict[str, list[FileEntry]] = {}
+    for entry in entries:
+        by_word.setdefault(entry.word, []).append(entry)
+    kept = set()
+    for group in by_word.values():
+        ranked = sorted(group, key=lambda e: seeded_hash(config.seed, e.relpath))
+        kept.update(e.relpath for e in ranked[: config.clips_per_word])
+    return [e for e in entries if e.relpath in kept]
 
 
 def label_entries(entries: list[FileEntry], labels: tuple[str, ...], root: Path) -> list[Clip]:

@@ -16,6 +16,16 @@ A recipe's `[prune]` table is a `PruneConfig`:
     [prune.sweep]              # optional: accuracy vs size/latency over several amounts
     amounts = [0.1, 0.2, 0.35, 0.5, 0.65]
 
+Several sweeps are an array of tables, each with an optional `name` (default: its method);
+each writes its own prune/sweep-<name>.json and .png (one unnamed sweep keeps sweep.json):
+
+    [[prune.sweep]]
+    name = "structured"
+    method = "l1"
+    [[prune.sweep]]
+    name = "unstructured"
+    method = "magnitude"
+
 Example:
     >>> from tinykws.config import from_dict
     >>> cfg = from_dict(PruneConfig, {"method": "l1", "amount": 0.25})
@@ -27,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tinykws.config import check_choice, check_range
+from tinykws.config import check_choice, check_file_name, check_range, labelled_tables
 from tinykws.data.augment import AugmentConfig
 from tinykws.errors import TinyKWSError
 from tinykws.train.loop import TrainConfig
@@ -163,6 +173,7 @@ class PruneSweepConfig:
 
     Attributes:
         method: l1, l2, linf (channels removed) or magnitude (weights zeroed).
+        name: what the report and the file names call the sweep ("" means the method).
         amounts: the fractions to try, each in [0, 1).
         scope: "layer" or "global".
         fine_tune: the fine-tuning run of the "with fine-tuning" curve.
@@ -170,6 +181,7 @@ class PruneSweepConfig:
     """
 
     method: str = "l1"
+    name: str = ""
     amounts: tuple[float, ...] = (0.1, 0.2, 0.35, 0.5, 0.65)
     scope: str = "layer"
     fine_tune: TrainConfig = field(default_factory=_sweep_retrain)
@@ -182,6 +194,17 @@ class PruneSweepConfig:
             check_amount("prune.sweep.amounts", amount)
         if self.latency_runs < 1:
             raise TinyKWSError("prune.sweep.latency_runs must be at least 1")
+        check_file_name("prune.sweep.name", self.name)
+
+    @property
+    def label(self) -> str:
+        """The sweep's name in the report and its file names: `name`, or else the method."""
+        return self.name or self.method
+
+
+def prune_sweeps(value, where: str = "prune.sweep") -> tuple[PruneSweepConfig, ...]:
+    """One sweep table, an array of them (`[[prune.sweep]]`), configs, or None -> the sweeps."""
+    return labelled_tables(PruneSweepConfig, value, where)
 
 
 @dataclass(frozen=True)
@@ -200,8 +223,8 @@ class PruneConfig:
             its `monitor` ("val_accuracy" or "val_loss") picks the epoch kept. The default
             (no table) is the MATLAB study's: 30 epochs of SGDM, lowest validation loss kept.
         retrain_enabled: retrain after pruning (gradual always trains).
-        sweep: optional sweep over amounts (the stage runs it when `sweep.amounts` is non-empty
-            and the table is given).
+        sweep: sweeps over amounts, in order (the stage runs each whose `amounts` is non-empty);
+            given as one config or table, an array of them, or None, it is stored as a tuple.
     """
 
     method: str = "taylor"
@@ -211,9 +234,11 @@ class PruneConfig:
     gradual: GradualConfig = field(default_factory=GradualConfig)
     retrain: TrainConfig = field(default_factory=_matlab_retrain)
     retrain_enabled: bool = True
-    sweep: PruneSweepConfig | None = None
+    # The union lets a TOML table and an array of tables both reach __post_init__ unconverted.
+    sweep: tuple[PruneSweepConfig, ...] | PruneSweepConfig | None = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "sweep", prune_sweeps(self.sweep))
         check_choice("prune.method", self.method, METHODS)
         check_choice("prune.scope", self.scope, SCOPES)
         check_amount("prune.amount", self.amount)

@@ -23,19 +23,29 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from tinykws.checkpoint import load_checkpoint
+from tinykws.checkpoint import load_checkpoint, save_checkpoint
+from tinykws.config import check_choice, from_dict
 from tinykws.errors import TinyKWSError
 from tinykws.log import logger
+from tinykws.prune.config import SCOPES, check_amount
 from tinykws.prune.retrain import retrain
 from tinykws.prune.surgery import clone_model
-from tinykws.prune.unstructured import apply_magnitude_masks, set_masks, sparsity, weight_layers
-from tinykws.train.state import LAST
+from tinykws.prune.unstructured import (
+    apply_magnitude_masks,
+    finalize,
+    set_masks,
+    sparsity,
+    weight_layers,
+)
+from tinykws.train.loop import fit
+from tinykws.train.state import BEST, LAST
 
 
 @dataclass(frozen=True)
@@ -150,9 +160,125 @@ def gradual_prune(model: nn.Module, config, data=None, work_dir=None) -> tuple[n
     return pruned, report
 
 
+def _drop_finalized_best(out_dir: Path) -> None:
+    """Remove a best.safetensors that an earlier `fit_pruned` in `out_dir` already finalized:
+    its plain weights do not load into the masked model that `fit` ends by loading (the last
+    epoch's masked weights, in last.safetensors, are what counts)."""
+    path = out_dir / BEST
+    if path.is_file():
+        tensors, _ = load_checkpoint(path)
+        if not any(".parametrizations." in f".{k}" for k in tensors):
+            path.unlink()
+
+
 def _resumed_epochs(work: Path | None) -> int:
     """Epochs already trained in `work` by an interrupted run (0 when starting afresh)."""
     if work is None or not (work / LAST).is_file():
         return 0
     _, meta = load_checkpoint(work / LAST)
     return int(meta.get("resume", {}).get("epoch", 0))
+
+
+@dataclass(frozen=True)
+class TrainPruneConfig:
+    """Gradual magnitude pruning during the train stage: a recipe's `[train.prune]` table.
+
+    Sparsity follows `PolynomialDecay` from `initial_sparsity` at `begin` to `final_sparsity`
+    at `end`, masks being recomputed every `frequency` mini-batches. `begin` and `end` count in
+    `unit`: "fraction" of the training steps (0.0 .. 1.0) or "epoch" (whole epochs, 0 = the
+    first step). The go/stop study ramps 0.5 -> 0.85 over its 20 epochs:
+
+        [train.prune]
+        initial_sparsity = 0.5
+        final_sparsity = 0.85
+        begin = 0.0
+        end = 0.75        # three quarters of training, the rest recovers at 85 %
+        frequency = 100
+
+    Example:
+        >>> TrainPruneConfig(end=0.5, frequency=10).schedule(steps_per_epoch=10, epochs=4)
+        PolynomialDecay(initial_sparsity=0.5, final_sparsity=0.85, begin_step=0, end_step=20, \
+power=3.0, frequency=10)
+    """
+
+    initial_sparsity: float = 0.5
+    final_sparsity: float = 0.85
+    begin: float = 0.0
+    end: float = 0.75
+    unit: str = "fraction"
+    frequency: int = 100
+    power: float = 3.0
+    scope: str = "layer"
+
+    def __post_init__(self):
+        check_amount("train.prune.initial_sparsity", self.initial_sparsity)
+        check_amount("train.prune.final_sparsity", self.final_sparsity)
+        check_choice("train.prune.unit", self.unit, ("fraction", "epoch"))
+        check_choice("train.prune.scope", self.scope, SCOPES)
+        if self.frequency < 1 or self.power <= 0:
+            raise TinyKWSError("train.prune: frequency must be >= 1 and power > 0")
+        if not 0 <= self.begin < self.end:
+            raise TinyKWSError(
+                f"train.prune: begin ({self.begin}) must be >= 0 and before end ({self.end})"
+            )
+        if self.unit == "fraction" and self.end > 1:
+            raise TinyKWSError(
+                f"train.prune.end = {self.end} is not a fraction of training (0..1); "
+                'write unit = "epoch" to count in epochs'
+            )
+
+    def schedule(self, steps_per_epoch: int, epochs: int) -> PolynomialDecay:
+        """The schedule in mini-batch steps of a training run of `epochs` epochs."""
+        per_unit = steps_per_epoch * (epochs if self.unit == "fraction" else 1)
+        begin = int(round(self.begin * per_unit))
+        end = max(begin + 1, int(round(self.end * per_unit)))
+        if end > steps_per_epoch * epochs:
+            logger.warning(
+                f"train.prune: the ramp ends at step {end}, past the {steps_per_epoch * epochs} "
+                "training steps; the final sparsity will not be reached"
+            )
+        return PolynomialDecay(
+            self.initial_sparsity, self.final_sparsity, begin, end, self.power, self.frequency
+        )
+
+
+def fit_pruned(model: nn.Module, data, cfg, prune: TrainPruneConfig, out_dir: Path, meta: dict):
+    """`fit` with a `GradualPruner` on `model`; the model comes out sparse, masks made permanent.
+
+    The weights after the last epoch are kept (the sparsity is highest there, not at the best
+    epoch of the ramp) and written over `out_dir/best.safetensors` as plain weights, so the file
+    loads like any trained model. Returns (fit's history, report: schedule and sparsity).
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))  # fit trains on 1/world_size of it
+    shard = math.ceil(len(data.train_labels) / max(world_size, 1))
+    steps_per_epoch = math.ceil(shard / cfg.batch_size)
+    schedule = prune.schedule(steps_per_epoch, cfg.epochs)
+    pruner = GradualPruner(model, schedule, prune.scope)
+    pruner.step = _resumed_epochs(Path(out_dir)) * steps_per_epoch  # fit resumes; so does this
+    _drop_finalized_best(Path(out_dir))
+    history = fit(model, data, cfg, out_dir, meta)
+    pruner.remove()
+    tensors, _ = load_checkpoint(Path(out_dir) / LAST)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    finalize(model)
+    if int(os.environ.get("RANK", "0")) == 0:
+        save_checkpoint(Path(out_dir) / BEST, model.state_dict(), meta or {})
+    report = {
+        "schedule": {
+            "initial_sparsity": schedule.initial_sparsity,
+            "final_sparsity": schedule.final_sparsity,
+            "begin_step": schedule.begin_step,
+            "end_step": schedule.end_step,
+            "frequency": schedule.frequency,
+            "total_steps": cfg.epochs * steps_per_epoch,
+        },
+        "sparsity": sparsity(model),
+    }
+    return history, report
+
+
+def parse_train_prune(table) -> TrainPruneConfig:
+    """The `[train.prune]` table of a recipe, validated."""
+    if not isinstance(table, dict):
+        raise TinyKWSError(f"[train.prune] must be a table, got {table!r:.60}")
+    return from_dict(TrainPruneConfig, table, "train.prune")

@@ -21,7 +21,7 @@ from tinykws.prune.retrain import retrain
 from tinykws.prune.unstructured import finalize
 
 
-def sweep(model: nn.Module, config, data, out_dir=None) -> dict:
+def sweep(model: nn.Module, config, data, out_dir=None, stem: str = "sweep") -> dict:
     """Prune `model` at each of `config.amounts`, with and without retraining (the run of
     `config.fine_tune`, the recipe's `[prune.sweep.fine_tune]` table).
 
@@ -29,26 +29,28 @@ def sweep(model: nn.Module, config, data, out_dir=None) -> dict:
         model: the trained model (not changed).
         config: a `PruneSweepConfig`.
         data: a `TrainingData` (validation accuracy and retraining).
-        out_dir: where sweep.json and sweep.png go (nothing written when None).
+        out_dir: where <stem>.json and <stem>.png go (nothing written when None).
+        stem: the file names' stem ("sweep", or "sweep-<name>" among several sweeps).
 
     Returns:
-        {"method", "scope", "baseline": figures, "rows": [one figures dict per amount with
+        {"name", "method", "scope", "baseline": figures, "rows": [one figures dict per amount with
         "amount", "val_accuracy", "val_accuracy_fine_tuned", "latency_ms"]}.
     """
     if data is None:
         raise TinyKWSError("a pruning sweep measures accuracy; give it data (--data)")
     baseline = _measure(model, data, config)
     rows = []
-    for amount in track(config.amounts, f"{config.method} sweep"):
+    for amount in track(config.amounts, f"{config.label} sweep"):
         rows.append({"amount": amount, **_sweep_point(model, config, data, amount)})
         logger.info(
             f"sweep {amount:.2f}: accuracy {rows[-1]['val_accuracy']:.4f} without, "
             f"{rows[-1]['val_accuracy_fine_tuned']:.4f} with retraining"
         )
-    result = {"method": config.method, "scope": config.scope, "baseline": baseline, "rows": rows}
+    result = {"name": config.label, "method": config.method, "scope": config.scope}
+    result |= {"baseline": baseline, "rows": rows}
     if out_dir is not None:
-        write_json(out_dir / "sweep.json", result)
-        plot_sweep(result, out_dir / "sweep.png")
+        write_json(out_dir / f"{stem}.json", result)
+        plot_sweep(result, out_dir / f"{stem}.png")
     return result
 
 
@@ -103,5 +105,9 @@ def plot_sweep(result: dict, out_png) -> None:
         ax.set(xlabel=label, ylabel="validation accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{result['method']} pruning ({result['scope']}): accuracy vs size and speed")
+    name = result.get("name", result["method"])
+    title = f"{result['method']} pruning ({result['scope']})"
+    if name != result["method"]:
+        title = f"{name}: {title}"
+    fig.suptitle(f"{title}: accuracy vs size and speed")
     save_figure(fig, out_png)

@@ -7,6 +7,10 @@ memory and compression ratio. The scheme is the activation scheme, "asym" or "sy
 mode "sym" or "asym" (asymmetric weights are scored in fake quantization only). Activations
 stay at the base config's width unless `follow_activations` makes them follow the weights.
 
+A recipe may hold several sweeps as an array of tables (`[[quantize.sweep]]`), each with an
+optional `name` (default: its methods joined by "-"); each writes sweep-<name>.json / .csv /
+.png, while a single unnamed `[quantize.sweep]` keeps sweep.json / .csv / .png.
+
 Example:
     >>> QuantSweepConfig(bits=(2, 8), methods=("ptq",)).points()[:2]
     [('ptq', 'asym', 'sym', 2), ('ptq', 'asym', 'sym', 8)]
@@ -21,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from tinykws.config import check_choice, check_range
+from tinykws.config import check_choice, check_file_name, check_range, labelled_tables
 from tinykws.errors import TinyKWSError
 from tinykws.io import save_figure, write_json, write_text
 from tinykws.log import logger
@@ -42,6 +46,7 @@ class QuantSweepConfig:
         methods: "ptq", "qat" and/or "dynamic".
         follow_activations: activations use the same width as the weights (then points below
             8 bits are fake-quant only).
+        name: what the report and the file names call the sweep ("" means the methods).
     """
 
     bits: tuple[int, ...] = (2, 4, 6, 8)
@@ -49,6 +54,7 @@ class QuantSweepConfig:
     weight_modes: tuple[str, ...] = ("sym",)
     methods: tuple[str, ...] = ("ptq", "qat")
     follow_activations: bool = False
+    name: str = ""
 
     def __post_init__(self) -> None:
         if not (self.bits and self.schemes and self.methods and self.weight_modes):
@@ -63,12 +69,29 @@ class QuantSweepConfig:
             check_choice("quantize.sweep.weight_modes", mode, ("sym", "asym"))
         for method in self.methods:
             check_choice("quantize.sweep.methods", method, ("ptq", "qat", "dynamic"))
+        check_file_name("quantize.sweep.name", self.name)
+
+    @property
+    def label(self) -> str:
+        """The sweep's name in the report and its file names: `name`, or else the methods."""
+        return self.name or "-".join(self.methods)
 
     def points(self) -> list[tuple[str, str, str, int]]:
         """(method, activation scheme, weight mode, bits) in table order."""
         return list(
             itertools.product(self.methods, self.schemes, self.weight_modes, sorted(self.bits))
         )
+
+
+def quant_sweeps(value, where: str = "quantize.sweep") -> tuple[QuantSweepConfig, ...]:
+    """One sweep table, an array of them (`[[quantize.sweep]]`) or None -> the sweeps; two
+    with one name are an error naming it.
+
+    Example:
+        >>> [s.label for s in quant_sweeps([{"methods": ["ptq"]}, {"name": "qat4", "bits": [4]}])]
+        ['ptq', 'qat4']
+    """
+    return labelled_tables(QuantSweepConfig, value, where)
 
 
 def run_sweep(model, base, data, features, labels, sweep: QuantSweepConfig) -> list[dict]:
@@ -109,14 +132,16 @@ def run_sweep(model, base, data, features, labels, sweep: QuantSweepConfig) -> l
     return rows
 
 
-def write_sweep(rows: list[dict], float_accuracy: float, out_dir: str | Path) -> None:
-    """sweep.json, sweep.csv and sweep.png in `out_dir`."""
+def write_sweep(
+    rows: list[dict], float_accuracy: float, out_dir: str | Path, stem: str = "sweep"
+) -> None:
+    """<stem>.json, <stem>.csv and <stem>.png in `out_dir` (stem: `config.labelled_stem`)."""
     out_dir = Path(out_dir)
-    write_json(out_dir / "sweep.json", {"float_accuracy": float_accuracy, "rows": rows})
+    write_json(out_dir / f"{stem}.json", {"float_accuracy": float_accuracy, "rows": rows})
     columns = list(rows[0]) if rows else []
     lines = [",".join(columns)] + [",".join(_csv(row[c]) for c in columns) for row in rows]
-    write_text(out_dir / "sweep.csv", "\n".join(lines) + "\n")
-    plot_sweep(rows, float_accuracy, out_dir / "sweep.png")
+    write_text(out_dir / f"{stem}.csv", "\n".join(lines) + "\n")
+    plot_sweep(rows, float_accuracy, out_dir / f"{stem}.png")
 
 
 def _csv(value) -> str:

@@ -41,7 +41,13 @@ def plot_clip(
 
 
 def _describe(frontend_name: Any) -> str:
-    return frontend_name if isinstance(frontend_name, str) else "custom"
+    """The preset's name ("bark"; "bark, changed" for a recipe table that overrides it)."""
+    if isinstance(frontend_name, str):
+        return frontend_name
+    if isinstance(frontend_name, dict) and isinstance(frontend_name.get("preset"), str):
+        changed = set(frontend_name) - {"preset"}
+        return frontend_name["preset"] + (", changed" if changed else "")
+    return "custom"
 
 
 def clip_figure(samples: np.ndarray, config: FrontEndConfig, title: str = ""):

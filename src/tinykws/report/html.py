@@ -16,6 +16,7 @@ from tinykws.log import logger
 from tinykws.measure.predictors import load_predictor
 from tinykws.models import summary as layer_summary
 from tinykws.report.blocks import image, pct, read_json, table
+from tinykws.report.grid import grid_section
 from tinykws.report.sections import (
     artefacts_section,
     check_section,
@@ -24,6 +25,8 @@ from tinykws.report.sections import (
     quantize_section,
     stream_section,
 )
+from tinykws.report.study import study_section
+from tinykws.run.stages.evaluate import MODELS_DIR
 from tinykws.run.stages.report import REPORT_FILE
 from tinykws.run.stages.report import STAGE as REPORT_STAGE
 from tinykws.train.model_file import FINAL_MODEL_FILE
@@ -35,6 +38,8 @@ table{border-collapse:collapse;font-size:.9em;margin:.6em 0}
 td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 img{max-width:100%;margin:.4em 0} .note{color:#666;font-size:.9em}
+.side{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.side figure{margin:0;flex:1 1 280px;max-width:520px} figcaption{text-align:center}
 """
 
 
@@ -62,6 +67,9 @@ def training_section(run_dir: Path) -> str:
         f"<p>{len(history['train_loss'])} epochs in {history.get('seconds', 0):.0f} s; best "
         f"validation accuracy {pct(history['val_accuracy'][best - 1])} at epoch {best}.</p>"
     )
+    sparsity = ((read_json(run_dir / "metrics.json") or {}).get("train") or {}).get("sparsity")
+    if sparsity is not None:  # [train.prune]: the last epoch's sparse weights were kept
+        text += f"<p>Pruned gradually while training: {pct(sparsity)} of the weights are zero.</p>"
     return "<h2>Training</h2>" + text + image(run_dir / "train" / "curves.png", "curves")
 
 
@@ -112,12 +120,43 @@ def evaluation_section(run_dir: Path) -> str:
             + fa_text
             + image(run_dir / "evaluate" / f"confusion_{split}.png", "confusion")
         )
-    return "<h2>Evaluation</h2>" + "".join(parts) if parts else ""
+    parts.append(models_section(run_dir))
+    return "<h2>Evaluation</h2>" + "".join(parts) if any(parts) else ""
+
+
+def models_section(run_dir: Path) -> str:
+    """Every model of the run side by side: accuracy per split, one confusion chart each (on
+    the validation split when it was scored); "" when the evaluate stage compared none."""
+    out = run_dir / "evaluate" / MODELS_DIR
+    summary = read_json(out / "summary.json")
+    if not summary or not summary["models"]:
+        return ""
+    splits, models = summary["splits"], summary["models"]
+    rows = [[name, *(pct(accuracy.get(s)) for s in splits)] for name, accuracy in models.items()]
+    chart = "validation" if "validation" in splits else splits[0]
+    figures = "".join(
+        f"<figure>{image(out / name / f'confusion_{chart}.png', f'{name} confusion')}"
+        f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        for name in models
+    )
+    note = (
+        f"<p class='note'>Confusion charts on the {html.escape(chart)} split: counts, with the "
+        "share of each true class predicted right (recall) and wrong at the right and of each "
+        "predicted class that was right (precision) and wrong below. Every model's chart of "
+        f"every split is in evaluate/{MODELS_DIR}/.</p>"
+    )
+    return (
+        "<h3>Every model of the run</h3>"
+        + table(["model", *(f"{s} accuracy" for s in splits)], rows)
+        + f"<div class='side'>{figures}</div>"
+        + note
+    )
 
 
 SECTIONS = [
     data_section, training_section, model_section, evaluation_section, prune_section,
     quantize_section, artefacts_section, metrics_section, stream_section, check_section,
+    grid_section, study_section,
 ]  # fmt: skip
 
 

@@ -49,7 +49,6 @@ def prune_section(run_dir: Path) -> str:
             ("learnables.png", "learnables"),
             ("param_memory.png", "memory"),
             ("taylor_progress.png", "Taylor progress"),
-            ("sweep.png", "sweep"),
         )
     )
     return (
@@ -57,7 +56,41 @@ def prune_section(run_dir: Path) -> str:
         + table(["", "original", "pruned"], rows)
         + note
         + images
+        + _prune_sweeps(out, report)
     )
+
+
+def _prune_sweeps(out: Path, report: dict) -> str:
+    """Each pruning sweep under its name: its table and plot."""
+    if "sweeps" not in report:  # a run from before named sweeps: at most one, sweep.png
+        return image(out / "sweep.png", "sweep")
+    parts = []
+    for result in report["sweeps"]:
+        base = result["baseline"]
+        rows = [_sweep_row("unpruned", base, base["val_accuracy"])]
+        rows += [
+            _sweep_row(f"{r['amount']:.2f}", r, r["val_accuracy_fine_tuned"])
+            for r in result["rows"]
+        ]
+        header = ["amount", "non-zero parameters", "MACs", "latency (ms)", "accuracy"]
+        parts.append(
+            f"<h3>Sweep: {html.escape(result['name'])}</h3>"
+            f"<p>{html.escape(result['method'])} pruning ({html.escape(result['scope'])})</p>"
+            + table([*header, "fine-tuned"], rows)
+            + image(out / f"{result['stem']}.png", f"sweep {result['name']}")
+        )
+    return "".join(parts)
+
+
+def _sweep_row(amount: str, figures: dict, fine_tuned) -> list:
+    return [
+        amount,
+        f"{figures['nonzero_params']:,}",
+        f"{figures['macs']:,}",
+        f"{figures['latency_ms']:.3f}",
+        pct2(figures["val_accuracy"]),
+        pct2(fine_tuned),
+    ]
 
 
 def quantize_section(run_dir: str | Path) -> str:
@@ -75,9 +108,39 @@ def quantize_section(run_dir: str | Path) -> str:
         f"parameter memory than the original.</p>"
     )
     parts = [intro, _accuracy_table(summary["validation"]), _size_table(summary["sizes"])]
-    for name in ("learnables", "parameter_memory", "sweep"):
+    for name in ("learnables", "parameter_memory"):
         parts.append(image(run_dir / QUANTIZE / f"{name}.png", name))
+    parts.append(_quant_sweeps(run_dir / QUANTIZE, summary))
     return "<h2>Quantization</h2>" + "".join(parts)
+
+
+def _quant_sweeps(out: Path, summary: dict) -> str:
+    """Each quantization sweep under its name: its table and plot."""
+    if "sweeps" not in summary:  # a run from before named sweeps: at most one, sweep.png
+        return image(out / "sweep.png", "sweep")
+    parts = []
+    for entry in summary["sweeps"]:
+        result = read_json(out / entry["file"]) or {"rows": []}
+        rows = [
+            [
+                r["method"],
+                r["scheme"],
+                r.get("weight_mode", "sym"),
+                r["weight_bits"],
+                pct2(r["accuracy"]),
+                pct2(r["int_accuracy"]),
+                f"{r['parameter_bytes']:,}",
+                f"{r['compression_ratio']:.1f}x",
+            ]
+            for r in result["rows"]
+        ]
+        header = ["method", "activations", "weights", "bits", "accuracy", "int accuracy"]
+        parts.append(
+            f"<h3>Sweep: {html.escape(entry['name'])}</h3>"
+            + table([*header, "parameter bytes", "vs float"], rows)
+            + image(out / f"{entry['stem']}.png", f"sweep {entry['name']}")
+        )
+    return "".join(parts)
 
 
 def _accuracy_table(validation: dict) -> str:

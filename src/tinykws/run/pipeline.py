@@ -28,6 +28,7 @@ from tinykws.run.stages.check import stage_check
 from tinykws.run.stages.data import stage_data
 from tinykws.run.stages.evaluate import stage_evaluate
 from tinykws.run.stages.export import stage_export
+from tinykws.run.stages.grid import stage_grid
 from tinykws.run.stages.prune import stage_prune
 from tinykws.run.stages.quantize import stage_quantize
 from tinykws.run.stages.report import stage_report
@@ -94,13 +95,15 @@ def stage_table() -> dict[str, Any]:
         "evaluate": stage_evaluate,
         "stream": stage_stream,
         "check": stage_check,
+        "grid": stage_grid,
         "report": stage_report,
     }
 
 
 # Names are needed to validate recipes without importing the stage implementations.
 STAGES = (
-    "data", "train", "prune", "quantize", "export", "evaluate", "stream", "check", "report"
+    "data", "train", "prune", "quantize", "export", "evaluate", "stream", "check", "grid",
+    "report",
 )  # fmt: skip
 
 
@@ -108,11 +111,21 @@ def stage_config(recipe, stage: str) -> Any:
     """The part of the recipe a stage depends on (hashed into its marker key)."""
     sections = {
         "data": (recipe.data,),
-        "train": (recipe.frontend, recipe.model, recipe.train),
+        "train": (recipe.frontend, recipe.model, recipe.train) + _train_prune(recipe),
         "evaluate": (recipe.evaluate,),
+        # the grid trains its own models: it depends on what training and the check read
+        "grid": (recipe.extra.get("grid", {}), recipe.frontend, recipe.model, recipe.train)
+        + (recipe.extra.get("check", {}),)
+        + _train_prune(recipe),
         "report": (),
     }
     return sections.get(stage, (recipe.extra.get(stage, {}),))
+
+
+def _train_prune(recipe) -> tuple:
+    # Hashed only when given, so a recipe without [train.prune] keeps its train key.
+    prune = getattr(recipe, "train_prune", None)
+    return (prune,) if prune is not None else ()
 
 
 def run_recipe(recipe, out_dir: str | Path, force: tuple[str, ...] = ()) -> Run:

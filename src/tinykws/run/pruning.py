@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tinykws.checkpoint import save_checkpoint
+from tinykws.config import labelled_stem
 from tinykws.io import write_json
 from tinykws.models import config_to_dict
 from tinykws.plots import plot_bars
@@ -36,7 +37,8 @@ class PruneJob:
         taylor_plot: the Taylor progress plot (method "taylor" only).
         bar_charts: a folder for learnables.png and param_memory.png, or None for no charts.
         work_dir: where retraining keeps resumable checkpoints, or None.
-        sweep_dir: run `config.sweep` (when it has amounts) with its plot in this folder.
+        sweep_dir: run each sweep of `config.sweep` that has amounts, writing its JSON and plot
+            into this folder (`labelled_stem` names them).
         source: the source model's path, recorded in the report when given.
     """
 
@@ -58,8 +60,8 @@ def run_prune_job(job: PruneJob) -> dict:
     (its "pruned" entry holds the headline figures, `summary_of` the report)."""
     cfg = job.config
     pruned, report = prune(job.model, cfg, job.data, work_dir=job.work_dir)
-    if job.sweep_dir is not None and cfg.sweep is not None and cfg.sweep.amounts:
-        report["sweep"] = sweep(job.model, cfg.sweep, job.data, job.sweep_dir)
+    if job.sweep_dir is not None:
+        report |= run_sweeps(job.model, cfg.sweep, job.data, job.sweep_dir)
     if job.source is not None:
         report["source"] = job.source
     meta = pruned_meta(job.meta, pruned, report, cfg)
@@ -71,6 +73,22 @@ def run_prune_job(job: PruneJob) -> dict:
     if report["method"] == "taylor":
         plot_taylor_progress(report["history"], job.taylor_plot, cfg.taylor.minibatches)
     return meta
+
+
+def run_sweeps(model, sweeps, data, out_dir: Path) -> dict:
+    """Run every sweep that has amounts; returns the prune report's entries: "sweeps" (a list
+    of results, each with its name and file stem) and, for one unnamed sweep, "sweep" as before."""
+    results = []
+    for config in sweeps:
+        if config.amounts:
+            stem = labelled_stem(sweeps, config)
+            results.append(sweep(model, config, data, out_dir, stem) | {"stem": stem})
+    if not results:
+        return {}
+    entries = {"sweeps": results}
+    if results[0]["stem"] == "sweep":
+        entries["sweep"] = results[0]
+    return entries
 
 
 def pruned_meta(meta: dict, pruned, report: dict, cfg) -> dict:

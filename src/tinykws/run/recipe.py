@@ -5,8 +5,9 @@
     [frontend]    # preset = "mfcc", plus any FrontEndConfig field to override
     [model]       # preset = "dscnn_s", plus widths etc. to override
     [train]       # TrainConfig, with [train.augment]
-    [evaluate]    # splits to score
-    [prune] [quantize] [export] [check]   # optional later stages, each run when its table is given
+    [evaluate]    # splits to score the final model on; models = ["all"] to compare side by side
+    [train.prune] # optional: gradual magnitude pruning during training (TrainPruneConfig)
+    [prune] [quantize] [export] [check] [grid]   # optional later stages, run when given
 
 `stages = [...]` names the stages explicitly; without it a run does data, train, every stage
 whose table the recipe has, evaluate and report, in pipeline order. Every table is validated:
@@ -27,8 +28,11 @@ from tinykws.features.frontend import FrontEnd, frontend_config
 from tinykws.measure.check import CheckConfig
 from tinykws.models import model_config
 from tinykws.prune.config import PruneConfig
+from tinykws.prune.gradual import TrainPruneConfig, parse_train_prune
 from tinykws.run.pipeline import STAGES
+from tinykws.run.stages.evaluate import MODEL_FILES, MODEL_NAMES
 from tinykws.run.stages.export import ExportStageConfig
+from tinykws.run.stages.grid import GridConfig
 from tinykws.run.stages.quantize import parse_table
 from tinykws.run.stages.stream import StreamStageConfig
 from tinykws.train.loop import TrainConfig
@@ -56,13 +60,26 @@ class DataSection:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Which splits the evaluate stage scores (each gets a JSON file and a confusion matrix)."""
+    """What the evaluate stage scores.
+
+    Attributes:
+        splits: the splits the final model is scored on (evaluate/<split>.json and
+            confusion_<split>.png each).
+        models: the models scored side by side on the train and validation splits and `splits`
+            (evaluate/models/): "all" (every model the run produced, the default), "original"
+            (the trained float model), "pruned", "quantized", or "final" (the run's final
+            model). `[]` scores none of them; scoring the train split of a large dataset takes
+            time.
+    """
 
     splits: tuple[str, ...] = ("validation",)
+    models: tuple[str, ...] = ("all",)
 
     def __post_init__(self):
         for split in self.splits:
             check_choice("evaluate.splits", split, ("train", "validation", "test"))
+        for model in self.models:
+            check_choice("evaluate.models", model, ("all", *MODEL_NAMES, "final"))
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,7 @@ class Recipe:
     train: TrainConfig
     evaluate: EvaluateConfig
     extra: dict = field(default_factory=dict)  # later stages' tables (prune, quantize, ...)
+    train_prune: TrainPruneConfig | None = None  # [train.prune]: gradual pruning while training
 
     def to_dict(self) -> dict:
         """Plain data for recipe.toml in the run directory (round-trips through `parse`)."""
@@ -87,7 +105,10 @@ class Recipe:
             if getattr(self.data, key) is not None:
                 data[key] = to_dict(getattr(self.data, key))
         out |= {"data": data, "frontend": self.frontend, "model": self.model}
-        out |= {"train": to_dict(self.train), "evaluate": to_dict(self.evaluate)}
+        train = to_dict(self.train)
+        if self.train_prune is not None:
+            train["prune"] = to_dict(self.train_prune)
+        out |= {"train": train, "evaluate": to_dict(self.evaluate)}
         return out | self.extra
 
 
@@ -108,16 +129,31 @@ def parse(raw: dict[str, Any], where: str = "recipe") -> Recipe:
         check_choice("stages", stage, tuple(STAGES))
     frontend, model = dict(raw.get("frontend", {})), dict(raw.get("model", {}))
     _check_frontend_and_model(frontend, model)
+    _check_evaluated_models(raw.get("evaluate", {}).get("models", []), stages)
+    train = dict(raw.get("train", {}))
+    train_prune = train.pop("prune", None)
     return Recipe(
         name=str(raw.get("name", "run")),
         stages=stages,
         data=parse_data_section(raw.get("data", {})),
         frontend=frontend,
         model=model,
-        train=from_dict(TrainConfig, raw.get("train", {}), "train"),
+        train=from_dict(TrainConfig, train, "train"),
         evaluate=from_dict(EvaluateConfig, raw.get("evaluate", {}), "evaluate"),
         extra=_check_stage_tables({k: raw[k] for k in raw if k not in SECTIONS}),
+        train_prune=None if train_prune is None else parse_train_prune(train_prune),
     )
+
+
+def _check_evaluated_models(models, stages: tuple[str, ...]) -> None:
+    """A model named in `[evaluate] models` needs the stage that makes it in the recipe."""
+    for model in models if isinstance(models, list) else []:
+        stage = MODEL_FILES.get(model, ("",))[0]
+        if stage and stage not in stages:
+            raise TinyKWSError(
+                f"[evaluate] models names '{model}', but the recipe has no '{stage}' stage; "
+                f"add [{stage}] or remove '{model}'"
+            )
 
 
 def _check_shapes(raw: dict[str, Any], where: str) -> None:
@@ -140,6 +176,7 @@ def _check_stage_tables(extra: dict[str, Any]) -> dict[str, Any]:
         "export": lambda t: from_dict(ExportStageConfig, t, "export"),
         "check": lambda t: from_dict(CheckConfig, t, "check"),
         "stream": StreamStageConfig.from_dict,
+        "grid": lambda t: from_dict(GridConfig, t, "grid"),
     }
     for name, table in extra.items():
         if not isinstance(table, dict):

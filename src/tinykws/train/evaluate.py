@@ -142,14 +142,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def evaluate(predictor, data: EvalData) -> dict:
-    """Score `predictor` on `data`; the result is the JSON written by `tinykws evaluate`."""
+# Clips scored per call: bounds memory on a large split and paces the progress bar.
+CHUNK_CLIPS = 4096
+
+
+def split_logits(predictor, features: np.ndarray, advance=None) -> np.ndarray:
+    """`predictor`'s logits for `features`, `CHUNK_CLIPS` clips at a time; `advance(n)` (if
+    given) is called after each chunk with its number of clips."""
+    parts = []
+    for start in range(0, len(features), CHUNK_CLIPS):
+        parts.append(predictor.logits(features[start : start + CHUNK_CLIPS]))
+        if advance is not None:
+            advance(len(parts[-1]))
+    return np.concatenate(parts)
+
+
+def evaluate(predictor, data: EvalData, advance=None) -> dict:
+    """Score `predictor` on `data`; the result is the JSON written by `tinykws evaluate`.
+    `advance(n)`, when given, is told of every chunk of n clips scored (for a progress bar)."""
     labels = list(predictor.labels)
     missing = sorted({c.label for c in data.clips} - set(labels))
     if missing:
         raise TinyKWSError(f"the data has classes the model does not know: {', '.join(missing)}")
     y_true = np.array([labels.index(c.label) for c in data.clips], dtype=np.int64)
-    logits = predictor.logits(data.features) if len(data.clips) else np.zeros((0, len(labels)))
+    logits = np.zeros((0, len(labels)))
+    if len(data.clips):
+        logits = split_logits(predictor, data.features, advance)
     probs = softmax(logits)
     y_pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     result = classification_report(labels, y_true, probs)
