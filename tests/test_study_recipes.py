@@ -127,6 +127,7 @@ def test_gostop_recipe_runs_on_the_tone_corpus(tone_corpus, tmp_path):
     raw["data"] |= {"root": str(tone_corpus), "cache_dir": str(tmp_path / "cache")}
     raw["train"]["epochs"] = 2
     raw["train"]["prune"]["frequency"] = 1
+    raw["grid"] = {"widths": [[12, 8, 8]], "sparsities": [0.5], "latency_runs": 3}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -140,3 +141,5 @@ def test_gostop_recipe_runs_on_the_tone_corpus(tone_corpus, tmp_path):
     assert (run_dir / "export" / "model.tflite").is_file()
     # the study's three limits were checked (2 epochs on tones do not reach 97 %)
     assert {"accuracy", "flash", "PC latency"} <= set(metrics["check"])
+    points = json.loads((run_dir / "grid" / "points.json").read_text())
+    assert len(points["points"] if isinstance(points, dict) else points) == 1
