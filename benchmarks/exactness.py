@@ -29,7 +29,6 @@ from tinykws.checkpoint import load_checkpoint
 from tinykws.errors import TinyKWSError
 from tinykws.ir.graph import Graph
 from tinykws.ir.interpret import interpret
-from tinykws.measure.predictors import normalization
 from tinykws.measure.runtimes import (
     FilePredictor,
     TFLiteRunner,
@@ -39,6 +38,7 @@ from tinykws.measure.runtimes import (
 )
 from tinykws.quant.data import feature_batches
 from tinykws.train.evaluate import load_eval_data
+from tinykws.train.model_file import normalization
 
 
 def parse_args() -> argparse.Namespace:

@@ -95,7 +95,7 @@ def test_nan_and_inf_weights_are_refused():
 
 
 def test_good_metadata_passes_the_deep_check(good):
-    from tinykws.measure.predictors import check_file_meta
+    from tinykws.train.model_file import check_file_meta
 
     _, meta = good
     assert check_file_meta(meta, "m")["labels"] == LABELS_12

@@ -30,7 +30,7 @@ def rounded(events) -> list[tuple]:
 def python_inputs(graph, samples: np.ndarray, times: np.ndarray) -> np.ndarray:
     """The int8 network input of the window ending at each time, as the Python detector makes
     it (incremental front end, normalisation, the graph's input quantization)."""
-    from tinykws.measure.predictors import frontend, normalization
+    from tinykws.train.model_file import frontend, normalization
 
     meta = graph.metadata
     stream = StreamingFrontEnd(frontend(meta))

@@ -38,9 +38,9 @@ from tinykws.export import onnx_torch
 from tinykws.export.float_graph import lower_float
 from tinykws.export.tflite import tflite_bytes
 from tinykws.ir.transform import with_io_dtype
-from tinykws.measure.predictors import frontend
 from tinykws.measure.runtimes import ONNXRunner, TFLiteRunner
 from tinykws.timing import median_ms
+from tinykws.train.model_file import frontend
 
 
 @dataclass(frozen=True)

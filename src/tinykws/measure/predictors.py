@@ -27,15 +27,9 @@ from tinykws.quant.files import rebuild_quantized
 from tinykws.quant.scoring import backend_logits, graph_logits
 from tinykws.quant.sizes import ParameterMemory, float_memory, graph_memory, quantized_memory
 from tinykws.train.loop import pick_device, predict_logits
-from tinykws.train.model_file import (  # noqa: F401  (read here by the layers above)
-    FINAL_MODEL_FILE,
-    check_file_meta,
-    check_model_meta,
-    check_model_size,
-    frontend,
+from tinykws.train.model_file import (
     frontend_shape,
     load_float_model,
-    model_dataset,
     normalization,
     resolve_model_path,
 )

@@ -283,7 +283,7 @@ def _export_c(model: LoadedModel, out: Path, options: ExportOptions) -> ExportRe
             f"the C kernels are integer-only and this model is {model.precision}",
             "quantize it with ptq or qat first",
         )
-    export_c = _c_exporter()
+    export_c = EXPORTERS["c"]
     meta = model.meta
     path = Path(
         export_c(
@@ -297,15 +297,3 @@ def _export_c(model: LoadedModel, out: Path, options: ExportOptions) -> ExportRe
     files = sorted(p for p in path.rglob("*") if p.is_file())
     data = b"".join(p.read_bytes() for p in files)
     return ExportResult("c", path, len(data), zipped_size(data, path.name), "int8", "int8")
-
-
-def _c_exporter():
-    if "c" in EXPORTERS:
-        return EXPORTERS["c"]
-    try:
-        from tinykws.export.c import export_c
-    except ImportError:
-        raise TinyKWSError(
-            "format c: the C generator is not available in this installation"
-        ) from None
-    return export_c
