@@ -2,7 +2,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tinykws.config import dump_toml, from_dict, to_dict
+from tinykws.config import dump_toml, from_dict, set_key, to_dict
 from tinykws.errors import TinyKWSError
 
 
@@ -48,3 +48,26 @@ def test_wrong_type_is_one_line_error():
         from_dict(Outer, {"lr": "fast"})
     with pytest.raises(TinyKWSError, match="must be a table"):
         from_dict(Outer, {"inner": 3})
+
+
+def test_set_key_reads_toml_values_and_bare_words():
+    raw = {"train": {"epochs": 30, "lr": 0.1}}
+    for assignment in (
+        "train.epochs=5",
+        "train.lr = 1e-3",
+        "data.preset=real10",
+        'data.words=["yes", "no"]',
+        "export.float_reference=true",
+    ):
+        set_key(raw, assignment)
+    assert raw == {
+        "train": {"epochs": 5, "lr": 1e-3},
+        "data": {"preset": "real10", "words": ["yes", "no"]},
+        "export": {"float_reference": True},
+    }
+
+
+@pytest.mark.parametrize("assignment", ["train.epochs", "=3", "train..lr=1", "train.epochs.x=1"])
+def test_set_key_refuses_what_is_not_table_key_value(assignment):
+    with pytest.raises(TinyKWSError, match="--set"):
+        set_key({"train": {"epochs": 30}}, assignment)

@@ -5,6 +5,7 @@ import csv
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,10 +13,12 @@ from tinykws.cache import content_key
 from tinykws.errors import TinyKWSError
 from tinykws.export.c.build import arm_compiler
 from tinykws.export.c.mcu import qemu_binary
+from tinykws.measure.predictors import load_predictor
 from tinykws.report.grid import grid_section
 from tinykws.report.html import write_report
-from tinykws.run.pipeline import run_recipe, stage_config
+from tinykws.run.pipeline import Run, run_recipe, stage_config
 from tinykws.run.recipe import parse
+from tinykws.run.stages.data import split_arrays
 from tinykws.run.stages.grid import GridPoint, dominates, mark_pareto, point_model_config
 
 MODEL = {"preset": "dscnn_s", "first_filters": 8, "block_filters": [12, 12]}
@@ -147,6 +150,30 @@ def test_max_latency_is_the_emulated_cortex_m4(tone_corpus, tmp_path):
     (row,) = point["checks"]
     assert row["source"].startswith("Cortex-M4 (emulated)")
     assert row["value"] == f"{point['latency_ms']:.3f} ms" and row["passed"]
+
+
+@pytest.mark.slow
+def test_dynamic_range_points_are_scored_in_litert(tone_corpus, tmp_path):
+    grid = {"widths": [0.5], "sparsities": [0.5], "epochs": 1, "latency_runs": 2}
+    grid["quantize"] = "dynamic"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_recipe(recipe_of(tone_corpus, tmp_path, grid), tmp_path / "run")
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "run" / "grid"
+    summary = json.loads((out / "points.json").read_text())
+    assert summary["latency_source"] == "LiteRT dynamic range, batch 1, this PC"
+    (point,) = summary["points"]
+    # the file's own accuracy: LiteRT's hybrid kernels on the validation features
+    model = out / "points" / point["name"] / "model.tflite"
+    predictor = load_predictor(model)
+    run = Run(recipe_of(tone_corpus, tmp_path, grid), tmp_path / "run")
+    _, _, features, labels = split_arrays(run, "validation")
+    expected = float(np.mean(predictor.logits(features).argmax(1) == labels))
+    assert point["accuracy"] == pytest.approx(expected)
+    assert "dynamic range (int8 weights)" in grid_section(tmp_path / "run")
 
 
 def test_grid_key_follows_training_pruning_and_check(tmp_path):

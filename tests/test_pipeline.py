@@ -93,6 +93,35 @@ def test_changed_config_redoes_training(finished_run, tone_corpus):
     assert (run / "stages" / "data.json").stat().st_mtime_ns == before
 
 
+def test_set_overrides_the_recipe_and_is_recorded(finished_run):
+    run = finished_run / "run_set"
+    shutil.copytree(finished_run / "run", run)
+    recipe = finished_run / "r.toml"
+    args = ["run", str(recipe), "--out", str(run), "--set", 'evaluate.splits=["train"]']
+    train = (run / "stages" / "train.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (run / "evaluate" / "train.json").is_file()
+    assert 'splits = ["train"]' in (run / "recipe.toml").read_text()
+    assert (run / "stages" / "train.json").stat().st_mtime_ns == train  # training untouched
+
+
+@pytest.mark.parametrize(
+    ("assignment", "words"),
+    [
+        ("train.epochz=3", "epochz"),
+        ("train.epochs", "TABLE.KEY=VALUE"),
+        ("name.x=1", "is a value, not a table"),
+        ("train.epochs=many", "epochs"),
+    ],
+)
+def test_bad_set_is_one_clear_error(finished_run, capsys, assignment, words):
+    run = finished_run / "never"
+    recipe = finished_run / "r.toml"
+    assert main(["run", str(recipe), "--out", str(run), "--set", assignment]) != 0
+    assert words in one_error_line(capsys)
+    assert not run.exists()  # nothing written for a recipe that does not parse
+
+
 def test_evaluate_and_predict_verbs(finished_run, tone_corpus, capsys, tmp_path):
     out = tmp_path / "eval.json"
     assert (

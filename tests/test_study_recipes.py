@@ -15,8 +15,10 @@ from tinykws.config import from_dict, load_toml
 from tinykws.data.speech_commands import SILENCE, DataConfig, load_dataset
 from tinykws.errors import TinyKWSError
 from tinykws.prune.config import PruneConfig
+from tinykws.report.html import write_report
 from tinykws.run.pipeline import run_recipe
 from tinykws.run.recipe import load_recipe, parse
+from tinykws.run.stages.export import ExportStageConfig
 from tinykws.run.stages.quantize import parse_table
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -73,7 +75,8 @@ def test_cnn3_36_splits_36_classes_70_15_15_at_random(tone_corpus):
     quant, sweeps = parse_table(recipe.extra["quantize"])
     assert quant.calibration_clips == 200
     assert [s.methods for s in sweeps] == [("ptq", "qat")]
-    assert recipe.extra["export"]["formats"] == ["tflite"]
+    export = from_dict(ExportStageConfig, recipe.extra["export"], "export")
+    assert export.formats == ("tflite",) and export.float_reference  # the study's file ratio
     dataset = load_dataset(tone_corpus, recipe.data.dataset)
     assert len(dataset.labels) == 36 and dataset.split_source == "random"
     # 12 clips per word: round(0.7 * 12) = 8 train, round(0.15 * 12) = 2 validation, 2 test
@@ -128,6 +131,7 @@ def test_gostop_recipe_runs_on_the_tone_corpus(tone_corpus, tmp_path):
     raw["train"]["epochs"] = 2
     raw["train"]["prune"]["frequency"] = 1
     raw["grid"] = {"widths": [[12, 8, 8]], "sparsities": [0.5], "latency_runs": 3}
+    raw["export"]["float_reference"] = True
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -143,3 +147,18 @@ def test_gostop_recipe_runs_on_the_tone_corpus(tone_corpus, tmp_path):
     assert {"accuracy", "flash", "PC latency"} <= set(metrics["check"])
     points = json.loads((run_dir / "grid" / "points.json").read_text())
     assert len(points["points"] if isinstance(points, dict) else points) == 1
+    # the file-size ratios against the float references, as measured on disk
+    summary = json.loads((run_dir / "export" / "summary.json").read_text())
+    exported = (run_dir / "export" / "model.tflite").stat().st_size
+    ratios = {r["name"]: r for r in summary["file_ratios"]}
+    for name, relative in (
+        ("float_tflite", "export/float/model.tflite"),
+        ("training_checkpoint", "train/last.safetensors"),
+    ):
+        size = (run_dir / relative).stat().st_size
+        assert ratios[name]["bytes"] == size
+        assert ratios[name]["ratios"]["tflite"] == pytest.approx(size / exported)
+    # int8 weights against float ones; the checkpoint also holds the optimizer's state
+    assert 1.5 < ratios["float_tflite"]["ratios"]["tflite"]
+    assert ratios["training_checkpoint"]["bytes"] > ratios["float_tflite"]["bytes"]
+    assert "File-size ratios" in write_report(run_dir).read_text()

@@ -96,6 +96,37 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise TinyKWSError(f"{path}: not valid TOML ({exc})") from None
 
 
+def set_key(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `KEY=VALUE` override to plain recipe data: KEY is a dotted path of tables
+    (made where missing), VALUE a TOML value, or a bare word taken as a string.
+
+    Example:
+        >>> raw = {"train": {"epochs": 30}}
+        >>> set_key(raw, "train.epochs=5"); set_key(raw, "data.preset=real10")
+        >>> set_key(raw, "grid.sparsities=[0.5, 0.85]")
+        >>> raw
+        {'train': {'epochs': 5}, 'data': {'preset': 'real10'}, 'grid': {'sparsities': [0.5, 0.85]}}
+    """
+    key, sep, text = assignment.partition("=")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise TinyKWSError(
+            f"--set {assignment!r}: write TABLE.KEY=VALUE, e.g. --set train.epochs=5"
+        )
+    try:
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    table = raw
+    for i, name in enumerate(path[:-1]):
+        table = table.setdefault(name, {})
+        if not isinstance(table, dict):
+            raise TinyKWSError(
+                f"--set {assignment!r}: {'.'.join(path[: i + 1])} is a value, not a table"
+            )
+    table[path[-1]] = value
+
+
 def dump_toml(data: dict[str, Any]) -> str:
     """Write plain data (tables of scalars, lists, sub-tables) as TOML text; `None` is omitted."""
     lines: list[str] = []

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from tinykws.cli._common import add_verb
-from tinykws.config import load_toml
+from tinykws.config import load_toml, set_key
 from tinykws.errors import TinyKWSError
 from tinykws.io import write_json
 
@@ -28,6 +28,15 @@ def _add_run(subparsers) -> None:
     p.add_argument("recipe", help="recipe file, e.g. recipes/demo.toml")
     p.add_argument("--data", help="Speech Commands-layout folder (overrides [data] root)")
     p.add_argument("--out", help="run directory (default: runs/<recipe name>)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override one recipe value, e.g. --set train.epochs=5 or --set "
+        "data.preset=real10 (a TOML value; repeatable; unknown keys are errors)",
+    )
     p.add_argument(
         "--force",
         action="append",
@@ -104,6 +113,9 @@ Re-running skips finished stages whose config is unchanged; --force STAGE redoes
 examples:
   tinykws run recipes/demo.toml
   tinykws run recipes/real10.toml --data ~/speech_commands_v0.02 --out runs/real10
+  tinykws run recipes/real10.toml --data ~/speech_commands_v0.02 --set train.epochs=5
+
+The run directory's recipe.toml records the recipe with its --set overrides applied.
 """
 
 TRAIN_HELP = """\
@@ -130,6 +142,8 @@ def run_recipe_verb(args) -> int:
     from tinykws.run.recipe import parse
 
     raw = load_toml(args.recipe)
+    for assignment in args.overrides:
+        set_key(raw, assignment)
     if args.data:
         raw.setdefault("data", {})["root"] = str(Path(args.data).resolve())
     recipe = parse(raw, where=args.recipe)

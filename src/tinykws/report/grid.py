@@ -38,9 +38,12 @@ def grid_section(run_dir: Path) -> str:
         ]
         for p in points
     ]
+    dynamic = "dynamic range" in summary["latency_source"]
+    quantized = "dynamic range (int8 weights)" if dynamic else "int8 (PTQ)"
+    scored = "the .tflite file in LiteRT" if dynamic else "the int8 graph (= the .tflite file)"
     note = (
         f"<p class='note'>Each point trained with gradual pruning to its sparsity, quantized "
-        f"int8 (PTQ) and exported to .tflite. Accuracy: the int8 graph on validation; size: "
+        f"{quantized} and exported to .tflite. Accuracy: {scored} on validation; size: "
         f"the zipped .tflite file; latency: {html.escape(summary['latency_source'])}. Pareto: "
         "no other point is at least as accurate, as small and as fast, and better in one.</p>"
     )

@@ -236,6 +236,26 @@ def artefacts_section(run_dir) -> str:
             rows,
         )
         + note
+        + _file_ratios(summary.get("file_ratios", []))
+    )
+
+
+def _file_ratios(ratios: list[dict]) -> str:
+    """How many times smaller each exported file is than the float references."""
+    if not ratios:
+        return ""
+    formats = sorted({fmt for r in ratios for fmt in r["ratios"]})
+    rows = [
+        [r["path"], r["what"], f"{r['bytes']:,}"]
+        + [f"{r['ratios'][f]:.2f}x" if f in r["ratios"] else "-" for f in formats]
+        for r in ratios
+    ]
+    return (
+        "<h3>File-size ratios</h3>"
+        + table(["float reference", "holds", "bytes"] + [f"/ {f} file" for f in formats], rows)
+        + "<p class='note'>A study's \"model compression\" of a saved Keras model against "
+        "its int8 .tflite is the training-checkpoint row: the saved file holds the optimizer's "
+        "state beside the weights.</p>"
     )
 
 

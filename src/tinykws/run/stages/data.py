@@ -5,6 +5,7 @@ small dict recorded in its marker."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -63,7 +64,37 @@ def stage_data(run) -> dict:
     write_json(run.stage_dir("data") / "summary.json", summary)
     total = sum(len(dataset.clips(s)) for s in dataset.splits)
     logger.info(f"data: {total} clips, {len(dataset.labels)} classes from {dataset.root}")
+    for line in scarce_classes(summary["counts"].get("train", {})):
+        logger.warning(f"data: {line}")
     return {"clips": total, "classes": len(dataset.labels)}
+
+
+# A class with fewer training clips than this share of the median class can hardly be learnt
+# (and a class-weighted loss multiplies its few clips by the inverse share).
+SCARCE_SHARE = 0.1
+
+
+def scarce_classes(counts: dict[str, int]) -> list[str]:
+    """One line per class with under `SCARCE_SHARE` of the median class's training clips.
+
+    Example:
+        >>> for line in scarce_classes({"yes": 700, "no": 690, "on": 14, "off": 0}):
+        ...     print(line)  # doctest: +NORMALIZE_WHITESPACE
+        on: 14 training clips against 352 for the median class: it can hardly be learnt
+            (a class-weighted loss weights each of its clips 25x)
+        off: no training clips: the model cannot learn it
+    """
+    if not counts:
+        return []
+    median = statistics.median(counts.values())
+    return [
+        f"{label}: no training clips: the model cannot learn it"
+        if n == 0
+        else f"{label}: {n} training clips against {median:g} for the median class: it can "
+        f"hardly be learnt (a class-weighted loss weights each of its clips {median / n:.0f}x)"
+        for label, n in counts.items()
+        if n < SCARCE_SHARE * median
+    ]
 
 
 def split_arrays(run, split: str):

@@ -14,6 +14,15 @@ one), measures the model (`tinykws.measure.metrics`, latency included) and recor
     io = "int8"                    # optional: int8 | float32 boundary of int8 files
     latency = true                 # time every runtime (median of `runs` batch-1 calls)
     runs = 200
+    float_reference = false        # also export the trained float model, give file-size ratios
+
+With `float_reference`, `export/float/model.tflite` holds the float model the run trained
+(train/best.safetensors) and summary.json's "file_ratios" gives how many times smaller each
+exported file is than two float references: that float .tflite (4 bytes a weight against 1)
+and the training checkpoint train/last.safetensors (the float weights and the optimizer's
+state: with Adam, three float copies of every weight, as a Keras .h5 saved after training).
+The second is the ratio a study quoting "model compression" of a saved Keras model against its
+int8 .tflite measures.
 """
 
 from __future__ import annotations
@@ -58,6 +67,8 @@ class ExportStageConfig:
         latency: time the model in every runtime.
         runs: timed calls per latency figure.
         threads: threads of every runtime while timing.
+        float_reference: also export the trained float model to export/float/model.tflite
+            and record the file-size ratios against it and the training checkpoint.
     """
 
     formats: tuple[str, ...] = ()
@@ -69,6 +80,7 @@ class ExportStageConfig:
     latency: bool = True
     runs: int = 200
     threads: int = 1
+    float_reference: bool = False
 
     def __post_init__(self) -> None:
         for fmt in self.formats:
@@ -98,15 +110,18 @@ def stage_export(run) -> dict:
         _score_artefacts(run, artefacts, config.evaluate_split, model.meta)
     metrics = _measure(model, out, config, [a["format"] for a in artefacts])
     write_json(out / "metrics.json", metrics)
-    write_json(
-        out / "summary.json",
-        {
-            "model": str(model.path.relative_to(run.dir)),
-            "precision": model.precision,
-            "artefacts": artefacts,
-        },
-    )
+    summary = {
+        "model": str(model.path.relative_to(run.dir)),
+        "precision": model.precision,
+        "artefacts": artefacts,
+    }
+    if config.float_reference:
+        summary["file_ratios"] = _file_ratios(run, out, artefacts)
+    write_json(out / "summary.json", summary)
     figures = _stage_figures(artefacts, metrics)
+    for ratio in summary.get("file_ratios", []):
+        for fmt, value in ratio["ratios"].items():
+            figures[f"{fmt}_ratio_to_{ratio['name']}"] = value
     run.update_metrics(EXPORT, figures)
     for a in artefacts:
         logger.info(f"export: {a['path']} {a['bytes']:,} bytes ({a['zipped_bytes']:,} zipped)")
@@ -126,6 +141,38 @@ def _export_all(model, out: Path, config: ExportStageConfig, options) -> list:
     if not results:
         raise TinyKWSError(f"{model.path}: no format can hold this model; see the warnings")
     return results
+
+
+# The float references of `float_reference`: name, path in the run, what it holds.
+FLOAT_REFERENCES = (
+    ("float_tflite", "export/float/model.tflite", "the trained float model as .tflite"),
+    (
+        "training_checkpoint",
+        "train/last.safetensors",
+        "the training checkpoint: float weights and the optimizer's state",
+    ),
+)
+
+
+def _file_ratios(run, out: Path, artefacts: list[dict]) -> list[dict]:
+    """Export the trained float model and give each exported file's size ratio against it and
+    against the training checkpoint (see the module docstring)."""
+    trained = run.dir / "train" / "best.safetensors"
+    if not trained.is_file():
+        raise TinyKWSError(
+            f"export.float_reference: {trained} is missing; it needs the run's [train] stage"
+        )
+    export_loaded(load_model(trained), "tflite", out / "float" / "model.tflite", ExportOptions())
+    ratios = []
+    for name, relative, what in FLOAT_REFERENCES:
+        size = (run.dir / relative).stat().st_size
+        per_file = {a["format"]: size / a["bytes"] for a in artefacts if a["format"] != "c"}
+        ratios.append(
+            {"name": name, "path": relative, "what": what, "bytes": size, "ratios": per_file}
+        )
+        for fmt, value in per_file.items():
+            logger.info(f"export: {relative} ({size:,} B) is {value:.2f}x the {fmt} file")
+    return ratios
 
 
 def _artefact_entry(run, result) -> dict:

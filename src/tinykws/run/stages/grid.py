@@ -7,14 +7,17 @@ measured and judged against the recipe's [check] limits (the go/stop study's sea
     sparsities = [0.5, 0.85]       # final sparsity of gradual pruning (0 = dense)
     epochs = 5                     # a short schedule (0 = train.epochs)
     latency_runs = 50              # timed LiteRT calls per point (the median counts)
+    quantize = "ptq"               # ptq (int8, runs on a microcontroller) | dynamic
 
 Each point trains the model of that width with `[train]` (its epochs replaced by `epochs`),
 pruning gradually to the point's sparsity along `[train.prune]` (its defaults when the recipe
-has none), then quantizes it to int8 by PTQ and exports it to .tflite. It measures what
-`tinykws check` measures: the validation accuracy of the int8 graph (what the .tflite file
-computes), the zipped size of the .tflite file, and the latency: front end + network at batch 1
-in LiteRT on this PC, or, when [check] sets max_latency and arm-none-eabi-gcc and
-qemu-system-arm are installed, the emulated Cortex-M4 count at mcu_clock. Written under grid/:
+has none), then quantizes it (int8 PTQ, or dynamic range: int8 weights, float activations) and
+exports it to .tflite. It measures what `tinykws check` measures: the validation accuracy of
+what the .tflite file computes (the int8 graph, equal to it bit for bit; a dynamic-range file
+is scored in LiteRT itself), the zipped size of the .tflite file, and the latency: front end +
+network at batch 1 in LiteRT on this PC, or, for int8 points when [check] sets max_latency and
+arm-none-eabi-gcc and qemu-system-arm are installed, the emulated Cortex-M4 count at
+mcu_clock. Written under grid/:
 
     points/<name>/        the point's training, quantized model and model.tflite
     points.json           every point: settings, figures, check rows, passed, pareto
@@ -33,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tinykws.config import check_range, from_dict, to_dict
+from tinykws.config import check_choice, check_range, from_dict, to_dict
 from tinykws.errors import TinyKWSError
 from tinykws.export.c.build import arm_compiler
 from tinykws.export.c.mcu import qemu_binary
@@ -43,6 +46,7 @@ from tinykws.measure.check import CheckConfig, RunFigures, check_figures, parse_
 from tinykws.measure.latency import LatencyConfig, frontend_ms
 from tinykws.measure.metrics import measure_mcu, static_metrics
 from tinykws.measure.model_file import load_model
+from tinykws.measure.predictors import load_predictor
 from tinykws.measure.runtimes import TFLiteRunner
 from tinykws.models import build_model, count_params, model_config
 from tinykws.plots import pyplot
@@ -78,14 +82,18 @@ class GridConfig:
         sparsities: final sparsities of gradual pruning during training, each in [0, 1).
         epochs: training epochs per point; 0 takes train.epochs.
         latency_runs: timed calls per latency measurement.
+        quantize: "ptq" (int8 weights and activations) or "dynamic" (int8 weights, float
+            activations; no microcontroller count).
     """
 
     widths: tuple[Any, ...] = (1.0,)
     sparsities: tuple[float, ...] = (0.0,)
     epochs: int = 0
     latency_runs: int = 50
+    quantize: str = "ptq"
 
     def __post_init__(self):
+        check_choice("grid.quantize", self.quantize, ("ptq", "dynamic"))
         if not self.widths or not self.sparsities:
             raise TinyKWSError("grid: widths and sparsities must each list at least one value")
         for width in self.widths:
@@ -194,15 +202,19 @@ class GridContext:
 
     @property
     def latency_source(self) -> str:
-        return "Cortex-M4 (emulated)" if self.mcu else "LiteRT int8, batch 1, this PC"
+        if self.mcu:
+            return "Cortex-M4 (emulated)"
+        precision = "int8" if self.quant.method == "ptq" else "dynamic range"
+        return f"LiteRT {precision}, batch 1, this PC"
 
     @classmethod
     def of(cls, run, config: GridConfig, check: CheckConfig) -> GridContext:
         data = training_data(run)
         dataset, frontend = load_run_dataset(run), run_frontend(run)
-        quant = QuantConfig(method="ptq")
+        quant = QuantConfig(method=config.quantize)
         _, _, val_features, val_labels = split_arrays(run, "validation")
         mcu = check.max_latency is not None and arm_compiler() is not None and qemu_binary()
+        mcu = mcu and quant.method == "ptq"
         latency = LatencyConfig(runs=config.latency_runs, warmup=5, cuda=False)
         calibration = calibration_features(dataset, frontend, quant, run.cache_dir)
         return cls(
@@ -245,7 +257,7 @@ def _run_point(run, point: GridPoint, shared: GridContext) -> dict:
     summary = run_job(job)
     quantized = out / "quantize" / "model.safetensors"
     exported = export_model(quantized, "tflite", out / "model.tflite")
-    figures = _figures(quantized, exported, summary, shared)
+    figures = _figures(quantized, exported, summary["validation"], shared)
     rows = check_figures(figures, shared.check)
     return {
         "name": point.name,
@@ -280,7 +292,7 @@ def _train_point(model, point: GridPoint, shared: GridContext, out: Path, meta: 
     return report["sparsity"]["total"]
 
 
-def _figures(quantized: Path, exported, summary: dict, shared: GridContext) -> RunFigures:
+def _figures(quantized: Path, exported, validation: dict, shared: GridContext) -> RunFigures:
     """The point's figures in the form `tinykws check` judges (`RunFigures`)."""
     loaded = load_model(quantized)
     metrics = static_metrics(loaded)
@@ -298,11 +310,14 @@ def _figures(quantized: Path, exported, summary: dict, shared: GridContext) -> R
         "bytes": exported.bytes,
         "zipped_bytes": exported.zipped_bytes,
     }
-    accuracy = summary["validation"]["accuracy"].get("int")
+    if shared.quant.method == "ptq":
+        accuracy, source = validation["accuracy"].get("int"), "int8 graph (= the .tflite file)"
+    else:
+        features, labels = shared.validation
+        predicted = load_predictor(exported.path).logits(features).argmax(1)
+        accuracy, source = float(np.mean(predicted == labels)), "the .tflite file in LiteRT"
     mcu = measure_mcu(loaded) if shared.mcu else None
-    return RunFigures(
-        artefact, metrics, accuracy, "int8 graph (= the .tflite file), validation", mcu
-    )
+    return RunFigures(artefact, metrics, accuracy, f"{source}, validation", mcu)
 
 
 def _latency_ms(figures: RunFigures, shared: GridContext) -> float:
