@@ -19,6 +19,7 @@ from tinykws.cli import main
 from tinykws.ir import GraphBuilder, QuantParams, Weights
 from tinykws.ir.plan import no_scratch, plan_arena, tensor_bytes
 from tinykws.measure.metrics import graph_metrics, model_metrics
+from tinykws.measure.metrics_report import summary_rows
 
 
 def _residual_graph():
@@ -109,6 +110,12 @@ def test_float_and_int8_figures_agree_with_the_model(tone_corpus, family):
         flash["total_bytes"] == flash["weight_bytes"] + flash["bias_bytes"] + flash["qparam_bytes"]
     )
     assert ints["total"]["ram_bytes"] < floats["total"]["ram_bytes"]
+    # the shown peak is the arena as planned: scratch shares it, so no sum is claimed
+    ram = ints["ram"]
+    assert ram["arena_bytes"] <= ram["total_bytes"] <= ram["arena_bytes"] + ram["scratch_bytes"]
+    rows = summary_rows(ints | {"precision": "int8", "weight_bits": 8})
+    (shown,) = [v for k, v in rows if k.startswith("peak RAM")]
+    assert shown.startswith(f"{ram['total_bytes']:,} B (tensors alone {ram['arena_bytes']:,} B")
     for rows in (floats["layers"], ints["layers"]):
         assert all(r["flops"] >= 2 * r["macs"] for r in rows)
 

@@ -88,10 +88,11 @@ def summary_rows(metrics: dict) -> list[list[str]]:
             + f" = {flash['total_bytes']:,} B",
         ],
         [
-            "peak RAM (planned arena + scratch)",
+            "peak RAM (planned arena: tensors and scratch)",
             "-"
             if ram["arena_bytes"] is None
-            else f"{ram['arena_bytes']:,} + {ram['scratch_bytes']:,} = {ram['total_bytes']:,} B",
+            else f"{ram['total_bytes']:,} B (tensors alone {ram['arena_bytes']:,} B; largest "
+            f"scratch buffer {ram['scratch_bytes']:,} B, planned into the same arena)",
         ],
         ["RAM estimate (largest layer input + output)", f"{ram['io_estimate_bytes']:,} B"],
     ]
