@@ -12,6 +12,8 @@ from support import tone_run
 
 from tinykws.config import dump_toml, from_dict, labelled_stem
 from tinykws.errors import TinyKWSError
+from tinykws.export.c.build import arm_compiler
+from tinykws.export.c.mcu import qemu_binary
 from tinykws.prune.config import PruneConfig, PruneSweepConfig
 from tinykws.report.sections import prune_section, quantize_section
 from tinykws.run.pipeline import run_recipe
@@ -143,8 +145,20 @@ def test_each_sweep_writes_its_own_files_and_report_section(trained, tmp_path):
     # channels removed shrink the MACs; zeroed weights keep them
     assert structured["rows"][0]["macs"] < structured["baseline"]["macs"]
     assert magnitude["rows"][0]["macs"] == magnitude["baseline"]["macs"]
+    # every point timed as deployed on the microcontroller: emulated when the toolchain is here
+    emulated = arm_compiler() is not None and qemu_binary() is not None
+    source = "Cortex-M4 emulated" if emulated else "estimate"
+    for result in (structured, magnitude):
+        for figures in (result["baseline"], *result["rows"]):
+            assert figures["mcu_ms"] > 0 and figures["mcu_source"].startswith(source)
+    point, base = structured["rows"][0], structured["baseline"]
+    if emulated:  # an exact count of another network (fewer channels are not always faster)
+        assert point["mcu_ms"] != base["mcu_ms"]
+    else:  # the estimate follows the MACs
+        assert point["mcu_ms"] / base["mcu_ms"] == pytest.approx(point["macs"] / base["macs"])
     html = prune_section(run)
     assert "<h3>Sweep: structured</h3>" in html and "<h3>Sweep: magnitude</h3>" in html
+    assert f"MCU: {source}" in html and f"<td>{point['mcu_ms']:.3f}</td>" in html
 
     quant = json.loads((run / "quantize" / "summary.json").read_text())
     assert [(s["name"], s["file"]) for s in quant["sweeps"]] == [
@@ -178,3 +192,14 @@ def test_one_unnamed_sweep_keeps_todays_files(trained, tmp_path):
     assert not list((run / "prune").glob("sweep-*"))
     html = prune_section(run)
     assert "<h3>Sweep: l1</h3>" in html and html.count("data:image/png") == 3
+
+
+def test_sweep_mcu_time_without_the_toolchain_is_the_labelled_estimate(monkeypatch):
+    from tinykws.models import build_model, count_macs
+    from tinykws.run import pruning
+
+    monkeypatch.setattr(pruning, "arm_compiler", lambda: None)
+    model = build_model({"family": "dscnn", "first_filters": 8, "block_filters": [8]})
+    figures = pruning.sweep_mcu_time({}, None)(model)
+    assert figures["source"] == "estimate: network only, 2 cycles per MAC, 80 MHz"
+    assert figures["ms"] == pytest.approx(2 * count_macs(model) / 80e6 * 1e3)

@@ -287,3 +287,24 @@ def test_softmax_over_scales(tmp_path, scale):
     x = b.input("x", (1, 3, 37), QuantParams(scale, -7))
     graph = b.build([b.softmax(x)])
     assert_c_equals_interpreter(graph, tmp_path, n=400, seed=int(scale * 1000))
+
+
+def test_sparse_option_reaches_the_c_export(tmp_path, capsys):
+    from tinykws.cli import main
+    from tinykws.measure.model_file import LoadedModel
+    from tinykws.run.exporting import ExportOptions, export_loaded
+    from tinykws.run.stages.export import ExportStageConfig
+
+    graph = every_op_graph(np.random.default_rng(18), 8, density=0.15)
+    model = LoadedModel(tmp_path / "g.json", {}, "int8", graph=graph)
+    saved = {}
+    for mode in ("auto", "off"):
+        export_loaded(model, "c", tmp_path / mode, ExportOptions(sparse=mode))
+        saved[mode] = json.loads((tmp_path / mode / "export.json").read_text())
+    assert saved["auto"]["sparse_saved_bytes"] > 0 and saved["off"]["sparse_saved_bytes"] == 0
+    assert saved["auto"]["weight_bytes"] < saved["off"]["weight_bytes"]
+    with pytest.raises(TinyKWSError, match="export.sparse"):
+        ExportStageConfig(sparse="always")
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    assert "--sparse {auto,off}" in capsys.readouterr().out

@@ -160,7 +160,7 @@ def prune_verb(args) -> int:
 
         data = training_data_for(meta, args.data, args.cache_dir or DEFAULT_CACHE_DIR)
     if sweeping:
-        return run_sweep(model, cfg, data, out)
+        return run_sweep(model, meta, cfg, data, out)
     return run_prune(model, meta, cfg, data, out)
 
 
@@ -234,19 +234,22 @@ def run_prune(model, meta, cfg, data, out: Path) -> int:
     return 0
 
 
-def run_sweep(model, cfg, data, out: Path) -> int:
+def run_sweep(model, meta: dict, cfg, data, out: Path) -> int:
     from rich.console import Console
     from rich.table import Table
 
     # lazy: pulls torch
     from tinykws.prune import sweep
+    from tinykws.run.pruning import sweep_mcu_time
 
-    result = sweep(model, cfg.sweep[0], data, out)
+    timer = sweep_mcu_time(meta, data) if data is not None else None
+    result = sweep(model, cfg.sweep[0], data, out, mcu_time=timer)
     table = Table(
         "amount",
         "params",
         "MACs",
         "latency ms",
+        "MCU ms",
         "accuracy",
         "fine-tuned",
         title=f"{cfg.method} sweep ({cfg.scope})",
@@ -265,11 +268,14 @@ def run_sweep(model, cfg, data, out: Path) -> int:
             f"{r['nonzero_params']:,}",
             f"{r['macs']:,}",
             f"{r['latency_ms']:.3f}",
+            f"{r['mcu_ms']:.3f}" if "mcu_ms" in r else "-",
             f"{r['val_accuracy']:.4f}",
             f"{r['val_accuracy_fine_tuned']:.4f}",
         )
     console = Console()
     console.print(table)
+    if "mcu_ms" in result["baseline"]:
+        console.print(f"MCU ms: {result['baseline']['mcu_source']}")
     console.print(f"plot: {out / 'sweep.png'}")
     return 0
 

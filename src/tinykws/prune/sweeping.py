@@ -21,7 +21,7 @@ from tinykws.prune.retrain import retrain
 from tinykws.prune.unstructured import finalize
 
 
-def sweep(model: nn.Module, config, data, out_dir=None, stem: str = "sweep") -> dict:
+def sweep(model: nn.Module, config, data, out_dir=None, stem: str = "sweep", mcu_time=None) -> dict:
     """Prune `model` at each of `config.amounts`, with and without retraining (the run of
     `config.fine_tune`, the recipe's `[prune.sweep.fine_tune]` table).
 
@@ -31,6 +31,9 @@ def sweep(model: nn.Module, config, data, out_dir=None, stem: str = "sweep") -> 
         data: a `TrainingData` (validation accuracy and retraining).
         out_dir: where <stem>.json and <stem>.png go (nothing written when None).
         stem: the file names' stem ("sweep", or "sweep-<name>" among several sweeps).
+        mcu_time: None, or a callable (model -> {"ms", "source"}) giving the microcontroller
+            time of a model as deployed (`tinykws.run.pruning.sweep_mcu_time`); measured on the
+            unpruned model and on each fine-tuned point ("mcu_ms", "mcu_source").
 
     Returns:
         {"name", "method", "scope", "baseline": figures, "rows": [one figures dict per amount with
@@ -38,10 +41,10 @@ def sweep(model: nn.Module, config, data, out_dir=None, stem: str = "sweep") -> 
     """
     if data is None:
         raise TinyKWSError("a pruning sweep measures accuracy; give it data (--data)")
-    baseline = _measure(model, data, config)
+    baseline = _measure(model, data, config) | _mcu(mcu_time, model)
     rows = []
     for amount in track(config.amounts, f"{config.label} sweep"):
-        rows.append({"amount": amount, **_sweep_point(model, config, data, amount)})
+        rows.append({"amount": amount, **_sweep_point(model, config, data, amount, mcu_time)})
         logger.info(
             f"sweep {amount:.2f}: accuracy {rows[-1]['val_accuracy']:.4f} without, "
             f"{rows[-1]['val_accuracy_fine_tuned']:.4f} with retraining"
@@ -54,7 +57,7 @@ def sweep(model: nn.Module, config, data, out_dir=None, stem: str = "sweep") -> 
     return result
 
 
-def _sweep_point(model, config, data, amount: float) -> dict:
+def _sweep_point(model, config, data, amount: float, mcu_time=None) -> dict:
     cfg = PruneConfig(
         method=config.method, amount=amount, scope=config.scope, retrain_enabled=False
     )
@@ -63,7 +66,14 @@ def _sweep_point(model, config, data, amount: float) -> dict:
     retrain(pruned, data, config.fine_tune)
     finalize(pruned)
     point["val_accuracy_fine_tuned"] = _measure(pruned, data, config, latency=False)["val_accuracy"]
-    return point
+    return point | _mcu(mcu_time, pruned)
+
+
+def _mcu(mcu_time, model) -> dict:
+    if mcu_time is None:
+        return {}
+    figures = mcu_time(model)
+    return {"mcu_ms": figures["ms"], "mcu_source": figures["source"]}
 
 
 def _measure(model, data, config, latency: bool = True) -> dict:
@@ -74,16 +84,20 @@ def _measure(model, data, config, latency: bool = True) -> dict:
 
 
 def plot_sweep(result: dict, out_png) -> None:
-    """Accuracy vs non-zero parameters, vs MACs, vs batch-1 latency; without and with fine-tuning
-    on each panel, the unpruned model as a star."""
+    """Accuracy vs the pruning amount (the threshold), non-zero parameters, MACs, batch-1 latency
+    on this PC and, when measured, the microcontroller time; without and with fine-tuning on
+    each panel, the unpruned model as a star."""
     plt = pyplot()
-    rows, base = result["rows"], result["baseline"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-    panels = (
+    rows, base = result["rows"], {"amount": 0.0, **result["baseline"]}
+    panels = [
+        ("amount", "pruning amount (threshold)"),
         ("nonzero_params", "parameters (non-zero)"),
         ("macs", "MACs"),
-        ("latency_ms", "batch-1 latency (ms)"),
-    )
+        ("latency_ms", "batch-1 latency, this PC (ms)"),
+    ]
+    if "mcu_ms" in base:
+        panels.append(("mcu_ms", f"microcontroller time (ms)\n{base['mcu_source']}"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8))
     for ax, (key, label) in zip(axes, panels):
         xs = [r[key] for r in rows]
         ax.plot(xs, [100 * r["val_accuracy"] for r in rows], "o-", label="pruned")

@@ -72,10 +72,12 @@ def _prune_sweeps(out: Path, report: dict) -> str:
             _sweep_row(f"{r['amount']:.2f}", r, r["val_accuracy_fine_tuned"])
             for r in result["rows"]
         ]
-        header = ["amount", "non-zero parameters", "MACs", "latency (ms)", "accuracy"]
+        header = ["amount", "non-zero parameters", "MACs", "latency (ms)", "MCU (ms)", "accuracy"]
+        mcu = f"; MCU: {html.escape(base['mcu_source'])}" if "mcu_source" in base else ""
         parts.append(
             f"<h3>Sweep: {html.escape(result['name'])}</h3>"
-            f"<p>{html.escape(result['method'])} pruning ({html.escape(result['scope'])})</p>"
+            f"<p>{html.escape(result['method'])} pruning ({html.escape(result['scope'])}); "
+            f"latency: batch 1, PyTorch on this PC{mcu}</p>"
             + table([*header, "fine-tuned"], rows)
             + image(out / f"{result['stem']}.png", f"sweep {result['name']}")
         )
@@ -88,6 +90,7 @@ def _sweep_row(amount: str, figures: dict, fine_tuned) -> list:
         f"{figures['nonzero_params']:,}",
         f"{figures['macs']:,}",
         f"{figures['latency_ms']:.3f}",
+        f"{figures['mcu_ms']:.3f}" if "mcu_ms" in figures else "-",
         pct2(figures["val_accuracy"]),
         pct2(fine_tuned),
     ]

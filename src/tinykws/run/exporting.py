@@ -44,6 +44,7 @@ from tinykws.config import check_choice
 from tinykws.errors import TinyKWSError
 from tinykws.export import EXPORTERS, onnx_torch
 from tinykws.export import onnx as onnx_export
+from tinykws.export.c.sparse import SPARSE_MODES
 from tinykws.export.float_graph import lower_float
 from tinykws.export.tflite import tflite_bytes
 from tinykws.export.tflite_dynamic import dynamic_tflite_bytes
@@ -72,6 +73,9 @@ class ExportOptions:
         compact_bias: tflite: leave the quantization parameters out of the biases of
             per-channel ops (8 bytes less per channel; LiteRT's XNNPACK delegate then declines
             those ops, see `tinykws.export.tflite`): for targets that never use a delegate.
+        sparse: c: "auto" stores a layer's weights sparse (bitmask + non-zero values) where
+            that is smaller, "off" always dense (faster), "always" sparse wherever the kernels
+            allow (testing); see `tinykws.export.c.sparse`.
     """
 
     io_dtype: str | None = None
@@ -79,11 +83,13 @@ class ExportOptions:
     sidecar: bool = False
     tensor_names: str = "io"
     compact_bias: bool = False
+    sparse: str = "auto"
 
     def __post_init__(self) -> None:
         if self.io_dtype is not None:
             check_choice("export.io", self.io_dtype, IO_DTYPES)
         check_choice("export.tensor_names", self.tensor_names, ("io", "all"))
+        check_choice("export.sparse", self.sparse, SPARSE_MODES)
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,7 @@ def _export_c(model: LoadedModel, out: Path, options: ExportOptions) -> ExportRe
             frontend_config=meta.get("frontend"),
             normalization=meta.get("normalization"),
             labels=meta.get("labels"),
+            sparse=options.sparse,
         )
     )
     files = sorted(p for p in path.rglob("*") if p.is_file())

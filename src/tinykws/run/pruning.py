@@ -7,18 +7,28 @@ adds: the bar charts of learnables and parameter memory, the norm sweep, and the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from tinykws.checkpoint import save_checkpoint
 from tinykws.config import labelled_stem
+from tinykws.export.c.build import arm_compiler
+from tinykws.export.c.mcu import qemu_binary
 from tinykws.io import write_json
-from tinykws.models import config_to_dict
+from tinykws.measure.metrics import MCU_CLOCK_HZ, cortex_m_estimates, mcu_time, measure_mcu
+from tinykws.measure.model_file import LoadedModel
+from tinykws.models import config_to_dict, count_macs
 from tinykws.plots import plot_bars
 from tinykws.prune import prune
 from tinykws.prune.sweeping import sweep
 from tinykws.prune.taylor import plot_taylor_progress
+from tinykws.quant import QuantConfig, QuantData
+from tinykws.quant.lower import lower
+from tinykws.quant.ptq import quantize_ptq
 from tinykws.train.model_file import check_model_meta
 from tinykws.train.state import trained_with
 
@@ -61,7 +71,7 @@ def run_prune_job(job: PruneJob) -> dict:
     cfg = job.config
     pruned, report = prune(job.model, cfg, job.data, work_dir=job.work_dir)
     if job.sweep_dir is not None:
-        report |= run_sweeps(job.model, cfg.sweep, job.data, job.sweep_dir)
+        report |= run_sweeps(job.model, cfg.sweep, job.data, job.sweep_dir, job.meta)
     if job.source is not None:
         report["source"] = job.source
     meta = pruned_meta(job.meta, pruned, report, cfg)
@@ -75,20 +85,51 @@ def run_prune_job(job: PruneJob) -> dict:
     return meta
 
 
-def run_sweeps(model, sweeps, data, out_dir: Path) -> dict:
+def run_sweeps(model, sweeps, data, out_dir: Path, meta: dict | None = None) -> dict:
     """Run every sweep that has amounts; returns the prune report's entries: "sweeps" (a list
-    of results, each with its name and file stem) and, for one unnamed sweep, "sweep" as before."""
+    of results, each with its name and file stem) and, for one unnamed sweep, "sweep" as before.
+    With the model's metadata (`meta`), every point also gets its microcontroller time
+    (`sweep_mcu_time`)."""
     results = []
+    timer = sweep_mcu_time(meta, data) if meta is not None and data is not None else None
     for config in sweeps:
         if config.amounts:
             stem = labelled_stem(sweeps, config)
-            results.append(sweep(model, config, data, out_dir, stem) | {"stem": stem})
+            result = sweep(model, config, data, out_dir, stem, mcu_time=timer)
+            results.append(result | {"stem": stem})
     if not results:
         return {}
     entries = {"sweeps": results}
     if results[0]["stem"] == "sweep":
         entries["sweep"] = results[0]
     return entries
+
+
+# PTQ calibration clips (the first training clips) of a sweep point timed on the microcontroller
+SWEEP_CALIBRATION_CLIPS = 200
+
+
+def sweep_mcu_time(meta: dict, data) -> Callable[[Any], dict]:
+    """A callable giving a float model's time per inference as tinykws deploys it: int8 PTQ
+    (calibrated on the first `SWEEP_CALIBRATION_CLIPS` training clips), the C export and its
+    emulated Cortex-M4 count (front end included) at 80 MHz, one instruction a cycle. Without
+    arm-none-eabi-gcc and qemu-system-arm: CMSIS-NN's estimate from the MACs (2 cycles each at
+    80 MHz), labelled as such. Returns {"ms", "source"}."""
+    if arm_compiler() is None or qemu_binary() is None:
+        return lambda model: {
+            "ms": cortex_m_estimates(count_macs(model))[0]["ms"],
+            "source": "estimate: network only, 2 cycles per MAC, 80 MHz",
+        }
+    calibration = np.asarray(data.train_features[:SWEEP_CALIBRATION_CLIPS])
+    quant_data = QuantData(calibration, data.normalization)
+    source = f"Cortex-M4 emulated, int8, front end included, {MCU_CLOCK_HZ / 1e6:g} MHz"
+
+    def emulated(model) -> dict:
+        graph = lower(quantize_ptq(model, QuantConfig(method="ptq"), quant_data))
+        figures = measure_mcu(LoadedModel(Path("sweep point"), meta, "int8", graph=graph))
+        return {"ms": mcu_time(figures)["ms"], "source": source}
+
+    return emulated
 
 
 def pruned_meta(meta: dict, pruned, report: dict, cfg) -> dict:

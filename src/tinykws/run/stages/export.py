@@ -14,6 +14,7 @@ one), measures the model (`tinykws.measure.metrics`, latency included) and recor
     io = "int8"                    # optional: int8 | float32 boundary of int8 files
     latency = true                 # time every runtime (median of `runs` batch-1 calls)
     runs = 200
+    sparse = "auto"                # c: sparse weights where smaller (auto) | off: always dense
     float_reference = false        # also export the trained float model, give file-size ratios
 
 With `float_reference`, `export/float/model.tflite` holds the float model the run trained
@@ -67,6 +68,8 @@ class ExportStageConfig:
         latency: time the model in every runtime.
         runs: timed calls per latency figure.
         threads: threads of every runtime while timing.
+        sparse: c: "auto" (a layer's weights sparse where smaller in flash) or "off" (always
+            dense: faster, the sparse kernels walk a bitmask).
         float_reference: also export the trained float model to export/float/model.tflite
             and record the file-size ratios against it and the training checkpoint.
     """
@@ -80,6 +83,7 @@ class ExportStageConfig:
     latency: bool = True
     runs: int = 200
     threads: int = 1
+    sparse: str = "auto"
     float_reference: bool = False
 
     def __post_init__(self) -> None:
@@ -87,6 +91,7 @@ class ExportStageConfig:
             check_choice("export.formats", fmt, tuple(EXTENSIONS))
         if self.io:
             check_choice("export.io", self.io, ("int8", "float32"))
+        check_choice("export.sparse", self.sparse, ("auto", "off"))
         if self.evaluate_split:
             check_choice(
                 "export.evaluate_split", self.evaluate_split, ("train", "validation", "test")
@@ -103,6 +108,7 @@ def stage_export(run) -> dict:
         sidecar=config.sidecar,
         widen_narrow_weights=config.widen_narrow_weights,
         compact_bias=config.compact_bias,
+        sparse=config.sparse,
     )
     results = _export_all(model, out, config, options)
     artefacts = [_artefact_entry(run, r) for r in results]
