@@ -12,8 +12,7 @@ from support import tone_run
 
 from tinykws.config import dump_toml, from_dict, labelled_stem
 from tinykws.errors import TinyKWSError
-from tinykws.export.c.build import arm_compiler
-from tinykws.export.c.mcu import qemu_binary
+from tinykws.export.c.mcu import can_emulate
 from tinykws.prune.config import PruneConfig, PruneSweepConfig
 from tinykws.report.sections import prune_section, quantize_section
 from tinykws.run.pipeline import run_recipe
@@ -146,7 +145,7 @@ def test_each_sweep_writes_its_own_files_and_report_section(trained, tmp_path):
     assert structured["rows"][0]["macs"] < structured["baseline"]["macs"]
     assert magnitude["rows"][0]["macs"] == magnitude["baseline"]["macs"]
     # every point timed as deployed on the microcontroller: emulated when the toolchain is here
-    emulated = arm_compiler() is not None and qemu_binary() is not None
+    emulated = can_emulate()
     source = "Cortex-M4 emulated" if emulated else "estimate"
     for result in (structured, magnitude):
         for figures in (result["baseline"], *result["rows"]):
@@ -198,7 +197,7 @@ def test_sweep_mcu_time_without_the_toolchain_is_the_labelled_estimate(monkeypat
     from tinykws.models import build_model, count_macs
     from tinykws.run import pruning
 
-    monkeypatch.setattr(pruning, "arm_compiler", lambda: None)
+    monkeypatch.setattr(pruning, "can_emulate", lambda: False)
     model = build_model({"family": "dscnn", "first_filters": 8, "block_filters": [8]})
     figures = pruning.sweep_mcu_time({}, None)(model)
     assert figures["source"] == "estimate: network only, 2 cycles per MAC, 80 MHz"

@@ -11,8 +11,7 @@ import torch
 
 from tinykws.cache import content_key
 from tinykws.errors import TinyKWSError
-from tinykws.export.c.build import arm_compiler
-from tinykws.export.c.mcu import qemu_binary
+from tinykws.export.c.mcu import can_emulate
 from tinykws.measure.predictors import load_predictor
 from tinykws.report.grid import grid_section
 from tinykws.report.html import write_report
@@ -132,7 +131,7 @@ def test_bad_grid_table_is_one_clear_error(tmp_path, grid, words):
 
 @pytest.mark.slow
 @pytest.mark.skipif(
-    arm_compiler() is None or qemu_binary() is None,
+    not can_emulate(),
     reason="needs arm-none-eabi-gcc and qemu-system-arm",
 )
 def test_max_latency_is_the_emulated_cortex_m4(tone_corpus, tmp_path):
@@ -165,6 +164,7 @@ def test_dynamic_range_points_are_scored_in_litert(tone_corpus, tmp_path):
     out = tmp_path / "run" / "grid"
     summary = json.loads((out / "points.json").read_text())
     assert summary["latency_source"] == "LiteRT dynamic range, batch 1, this PC"
+    assert summary["quantize"] == "dynamic"
     (point,) = summary["points"]
     # the file's own accuracy: LiteRT's hybrid kernels on the validation features
     model = out / "points" / point["name"] / "model.tflite"

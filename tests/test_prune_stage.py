@@ -157,3 +157,21 @@ def test_cli_missing_model_is_one_line(tmp_path, capsys):
         ]
     )
     assert rc == 2 and "no such model file" in one_error_line(capsys)
+
+
+def test_cli_sweep_times_each_point_on_the_microcontroller(
+    trained_run, tone_corpus, tmp_path, capsys
+):
+    from tinykws.export.c.mcu import can_emulate
+
+    source = trained_run.dir / "train" / "best.safetensors"
+    out = tmp_path / "sweep"
+    args = ["prune", str(source), "--method", "l1", "--amounts", "0.5", "--data", str(tone_corpus)]
+    assert main([*args, "--fine-tune-epochs", "1", "--out", str(out)]) == 0
+    result = json.loads((out / "sweep.json").read_text())
+    (row,) = result["rows"]
+    expected = "Cortex-M4 emulated" if can_emulate() else "estimate"
+    assert row["mcu_ms"] > 0 and row["mcu_source"].startswith(expected)
+    printed = capsys.readouterr().out
+    assert "MCU ms" in printed and f"MCU ms: {row['mcu_source']}" in printed.replace("\n", "")
+    assert (out / "sweep.png").stat().st_size > 1000

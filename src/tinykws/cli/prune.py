@@ -239,11 +239,9 @@ def run_sweep(model, meta: dict, cfg, data, out: Path) -> int:
     from rich.table import Table
 
     # lazy: pulls torch
-    from tinykws.prune import sweep
-    from tinykws.run.pruning import sweep_mcu_time
+    from tinykws.run.pruning import run_sweeps
 
-    timer = sweep_mcu_time(meta, data) if data is not None else None
-    result = sweep(model, cfg.sweep[0], data, out, mcu_time=timer)
+    (result,) = run_sweeps(model, cfg.sweep[:1], data, out, meta)["sweeps"]
     table = Table(
         "amount",
         "params",

@@ -39,8 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinykws.errors import ConstraintFailed, TinyKWSError
-from tinykws.export.c.build import arm_compiler
-from tinykws.export.c.mcu import qemu_binary
+from tinykws.export.c.mcu import can_emulate
 from tinykws.io import read_json_object
 from tinykws.log import logger
 from tinykws.measure.latency import LatencyConfig
@@ -205,7 +204,7 @@ def _mcu(run_dir: Path, metrics: dict) -> dict | None:
     figures = metrics.get("mcu") or read_mcu(run_dir / "export" / "c")
     if figures is not None:
         return figures
-    if arm_compiler() is None or qemu_binary() is None:
+    if not can_emulate():
         return None
     try:
         return measure_mcu(load_model(run_dir))

@@ -38,7 +38,7 @@ def grid_section(run_dir: Path) -> str:
         ]
         for p in points
     ]
-    dynamic = "dynamic range" in summary["latency_source"]
+    dynamic = summary.get("quantize") == "dynamic"  # points.json from before: int8 PTQ
     quantized = "dynamic range (int8 weights)" if dynamic else "int8 (PTQ)"
     scored = "the .tflite file in LiteRT" if dynamic else "the int8 graph (= the .tflite file)"
     note = (

@@ -7,6 +7,7 @@ adds: the bar charts of learnables and parameter memory, the norm sweep, and the
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,15 @@ import numpy as np
 
 from tinykws.checkpoint import save_checkpoint
 from tinykws.config import labelled_stem
-from tinykws.export.c.build import arm_compiler
-from tinykws.export.c.mcu import qemu_binary
+from tinykws.export.c.mcu import can_emulate
 from tinykws.io import write_json
-from tinykws.measure.metrics import MCU_CLOCK_HZ, cortex_m_estimates, mcu_time, measure_mcu
+from tinykws.measure.metrics import (
+    CORTEX_M,
+    MCU_CLOCK_HZ,
+    cortex_m_estimates,
+    mcu_time,
+    measure_mcu,
+)
 from tinykws.measure.model_file import LoadedModel
 from tinykws.models import config_to_dict, count_macs
 from tinykws.plots import plot_bars
@@ -113,21 +119,30 @@ def sweep_mcu_time(meta: dict, data) -> Callable[[Any], dict]:
     """A callable giving a float model's time per inference as tinykws deploys it: int8 PTQ
     (calibrated on the first `SWEEP_CALIBRATION_CLIPS` training clips), the C export and its
     emulated Cortex-M4 count (front end included) at 80 MHz, one instruction a cycle. Without
-    arm-none-eabi-gcc and qemu-system-arm: CMSIS-NN's estimate from the MACs (2 cycles each at
-    80 MHz), labelled as such. Returns {"ms", "source"}."""
-    if arm_compiler() is None or qemu_binary() is None:
+    arm-none-eabi-gcc and qemu-system-arm: CMSIS-NN's estimate from the MACs (`CORTEX_M`'s
+    first target), labelled as such. Returns {"ms", "source"}; a model is timed once (the
+    unpruned model is every sweep's baseline)."""
+    if not can_emulate():
+        target = CORTEX_M[0]
+        source = (
+            f"estimate: network only, {target.cycles_per_mac:g} cycles per MAC, "
+            f"{target.clock_hz / 1e6:g} MHz"
+        )
         return lambda model: {
             "ms": cortex_m_estimates(count_macs(model))[0]["ms"],
-            "source": "estimate: network only, 2 cycles per MAC, 80 MHz",
+            "source": source,
         }
     calibration = np.asarray(data.train_features[:SWEEP_CALIBRATION_CLIPS])
     quant_data = QuantData(calibration, data.normalization)
     source = f"Cortex-M4 emulated, int8, front end included, {MCU_CLOCK_HZ / 1e6:g} MHz"
+    timed = weakref.WeakKeyDictionary()
 
     def emulated(model) -> dict:
-        graph = lower(quantize_ptq(model, QuantConfig(method="ptq"), quant_data))
-        figures = measure_mcu(LoadedModel(Path("sweep point"), meta, "int8", graph=graph))
-        return {"ms": mcu_time(figures)["ms"], "source": source}
+        if model not in timed:
+            graph = lower(quantize_ptq(model, QuantConfig(method="ptq"), quant_data))
+            figures = measure_mcu(LoadedModel(Path("sweep point"), meta, "int8", graph=graph))
+            timed[model] = {"ms": mcu_time(figures)["ms"], "source": source}
+        return timed[model]
 
     return emulated
 

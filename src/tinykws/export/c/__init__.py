@@ -55,7 +55,7 @@ from tinykws.errors import TinyKWSError
 from tinykws.export.c.build import CORTEX_M4_FLAGS, arm_compiler, build_cortex_m4
 from tinykws.export.c.frontend import frontend_sources, template
 from tinykws.export.c.generate import int8_graph, model_sources
-from tinykws.export.c.mcu import MCU_FILE, default_inputs, emulate_cortex_m4, qemu_binary
+from tinykws.export.c.mcu import MCU_FILE, can_emulate, default_inputs, emulate_cortex_m4
 from tinykws.export.c.sparse import SPARSE_MODES
 from tinykws.export.c.stream import stream_config_of, stream_sources
 from tinykws.features.frontend import FrontEnd, Normalization, frontend_config
@@ -132,8 +132,7 @@ def _measure_emulated(out_dir: Path, graph: Graph, mode: str, sizes_measured: bo
     runs along with the size measurement, when the tools are installed."""
     path = out_dir / MCU_FILE
     path.unlink(missing_ok=True)
-    tools = None not in (qemu_binary(), arm_compiler())
-    if mode == "off" or (mode == "auto" and not (sizes_measured and tools)):
+    if mode == "off" or (mode == "auto" and not (sizes_measured and can_emulate())):
         return
     try:
         run = emulate_cortex_m4(out_dir, graph=graph, **default_inputs(out_dir))

@@ -139,6 +139,12 @@ def qemu_binary() -> str | None:
     return shutil.which(QEMU)
 
 
+def can_emulate() -> bool:
+    """Whether arm-none-eabi-gcc and qemu-system-arm are both installed (what
+    `emulate_cortex_m4` needs)."""
+    return arm_compiler() is not None and qemu_binary() is not None
+
+
 def emulate_cortex_m4(
     src_dir,
     features: np.ndarray | None = None,

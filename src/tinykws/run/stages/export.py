@@ -121,13 +121,13 @@ def stage_export(run) -> dict:
         "precision": model.precision,
         "artefacts": artefacts,
     }
+    figures = _stage_figures(artefacts, metrics)
     if config.float_reference:
         summary["file_ratios"] = _file_ratios(run, out, artefacts)
+        for ratio in summary["file_ratios"]:
+            for fmt, value in ratio["ratios"].items():
+                figures[f"{fmt}_ratio_to_{ratio['name']}"] = value
     write_json(out / "summary.json", summary)
-    figures = _stage_figures(artefacts, metrics)
-    for ratio in summary.get("file_ratios", []):
-        for fmt, value in ratio["ratios"].items():
-            figures[f"{fmt}_ratio_to_{ratio['name']}"] = value
     run.update_metrics(EXPORT, figures)
     for a in artefacts:
         logger.info(f"export: {a['path']} {a['bytes']:,} bytes ({a['zipped_bytes']:,} zipped)")

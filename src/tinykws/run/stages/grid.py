@@ -38,8 +38,7 @@ import torch
 
 from tinykws.config import check_choice, check_range, from_dict, to_dict
 from tinykws.errors import TinyKWSError
-from tinykws.export.c.build import arm_compiler
-from tinykws.export.c.mcu import qemu_binary
+from tinykws.export.c.mcu import can_emulate
 from tinykws.io import save_figure, write_json
 from tinykws.log import logger
 from tinykws.measure.check import CheckConfig, RunFigures, check_figures, parse_hz
@@ -64,6 +63,7 @@ from tinykws.run.stages.data import (
     training_data,
 )
 from tinykws.timing import median_ms
+from tinykws.train.evaluate import top1_accuracy
 from tinykws.train.loop import fit
 
 STAGE = "grid"
@@ -172,7 +172,8 @@ def stage_grid(run) -> dict:
         points.append(_run_point(run, point, shared))
     mark_pareto(points)
     out = run.stage_dir(STAGE)
-    summary = {"latency_source": shared.latency_source, "check": to_dict(check)}
+    summary = {"quantize": config.quantize, "latency_source": shared.latency_source}
+    summary["check"] = to_dict(check)
     write_json(out / POINTS_FILE, summary | {"points": points})
     write_pareto_csv(points, out / PARETO_FILE)
     plot_pareto(points, out / PARETO_PLOT)
@@ -213,8 +214,7 @@ class GridContext:
         dataset, frontend = load_run_dataset(run), run_frontend(run)
         quant = QuantConfig(method=config.quantize)
         _, _, val_features, val_labels = split_arrays(run, "validation")
-        mcu = check.max_latency is not None and arm_compiler() is not None and qemu_binary()
-        mcu = mcu and quant.method == "ptq"
+        mcu = check.max_latency is not None and can_emulate() and quant.method == "ptq"
         latency = LatencyConfig(runs=config.latency_runs, warmup=5, cuda=False)
         calibration = calibration_features(dataset, frontend, quant, run.cache_dir)
         return cls(
@@ -314,8 +314,8 @@ def _figures(quantized: Path, exported, validation: dict, shared: GridContext) -
         accuracy, source = validation["accuracy"].get("int"), "int8 graph (= the .tflite file)"
     else:
         features, labels = shared.validation
-        predicted = load_predictor(exported.path).logits(features).argmax(1)
-        accuracy, source = float(np.mean(predicted == labels)), "the .tflite file in LiteRT"
+        logits = load_predictor(exported.path).logits(features)
+        accuracy, source = top1_accuracy(logits, labels), "the .tflite file in LiteRT"
     mcu = measure_mcu(loaded) if shared.mcu else None
     return RunFigures(artefact, metrics, accuracy, f"{source}, validation", mcu)
 
